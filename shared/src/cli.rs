@@ -1,0 +1,119 @@
+//! Command-line conventions shared by every tool.
+//!
+//! * Exit codes: 0 success, 1 a negative answer (a gate that failed), 2 an error or a usage
+//!   error, 130 interrupted. [`EXIT_CODES_HELP`] is appended to every `--help`.
+//! * Errors are printed as one line, `tool: what went wrong`, with the file named.
+//! * A broken pipe (`tool | head -1`) is a quiet exit 0, as in ripgrep.
+//! * Flags with the same meaning have the same name everywhere: [`CommonArgs`] is flattened
+//!   into every tool's `Args`.
+
+use std::io;
+
+use crate::progress::ProgressMode;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_NEGATIVE: i32 = 1;
+pub const EXIT_ERROR: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Text for the end of every tool's `--help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    success
+  1    a negative answer (e.g. a --fail-if gate was violated)
+  2    error: bad input, bad usage, I/O failure (one line on stderr names the file)
+  130  interrupted (Ctrl-C)";
+
+/// Flags every tool accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Worker threads (0 = one per core).
+    #[arg(long, short = 'j', default_value_t = 0, value_name = "N", global = true)]
+    pub threads: usize,
+    /// Print nothing on stderr except errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Progress reporting on stderr: a bar on a terminal (auto), always a bar, JSON lines, or none.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE", global = true)]
+    pub progress: ProgressMode,
+}
+
+impl CommonArgs {
+    /// Configures rayon's global pool with `--threads`.
+    pub fn init_threads(&self) -> anyhow::Result<usize> {
+        let n = if self.threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            self.threads
+        };
+        // A second call (in tests that run several tools in one process) is harmless.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        Ok(n)
+    }
+}
+
+/// True when any error in the chain is a broken pipe: the reader went away, which is
+/// how `| head` ends a pipeline, not a failure.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>().map(|e| e.kind() == io::ErrorKind::BrokenPipe).unwrap_or(false)
+    })
+}
+
+/// Formats an error chain as a single line.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let s = format!("{err:#}");
+    s.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Runs a tool's `run` and turns the result into the process exit code.
+///
+/// `run` returns the exit code on success (normally [`EXIT_OK`], [`EXIT_NEGATIVE`] for a gate).
+pub fn main_with(tool: &str, run: impl FnOnce() -> anyhow::Result<i32>) -> ! {
+    let code = match run() {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => EXIT_OK,
+        Err(err) => {
+            if let Some(Interrupted) = err.downcast_ref::<Interrupted>() {
+                eprintln!("{tool}: interrupted");
+                EXIT_INTERRUPTED
+            } else {
+                eprintln!("{tool}: {}", one_line(&err));
+                EXIT_ERROR
+            }
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Returned by a tool that stopped because of Ctrl-C; maps to exit code 130.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+/// `-` or no path means standard input/output.
+pub fn is_stdio(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn broken_pipe_is_found_in_chain() {
+        let e: anyhow::Error = io::Error::new(io::ErrorKind::BrokenPipe, "pipe").into();
+        let e = e.context("writing stdout");
+        assert!(is_broken_pipe(&e));
+        let e2: anyhow::Error = io::Error::new(io::ErrorKind::NotFound, "x").into();
+        assert!(!is_broken_pipe(&e2));
+    }
+
+    #[test]
+    fn one_line_joins_chain() {
+        let r: Result<(), io::Error> = Err(io::Error::new(io::ErrorKind::NotFound, "no such\nfile"));
+        let e = r.context("reading a.csv").unwrap_err();
+        assert_eq!(one_line(&e), "reading a.csv: no such file");
+    }
+}

@@ -1,0 +1,1 @@
+//! Cross-tool tests live in tests/tests/*.rs.
