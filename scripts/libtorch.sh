@@ -37,6 +37,5 @@ fi
 TORCH_LIB=$("$VENV/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "lib"))')
 echo "export TORCH_VENV='$VENV'"
 echo "export LIBTORCH_USE_PYTORCH=1"
-echo "export LIBTORCH_BYPASS_VERSION_CHECK=0"
 echo "export TORCH_LIB='$TORCH_LIB'"
 echo "export PATH='$VENV/bin':\"\$PATH\""
