@@ -23,6 +23,7 @@ pub mod archive;
 pub mod atomic;
 pub mod cli;
 pub mod error;
+pub mod input;
 pub mod metrics;
 pub mod progress;
 pub mod shards;

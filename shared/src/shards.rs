@@ -272,9 +272,9 @@ impl Fields {
     }
 }
 
-/// Builds a [`Column`] incrementally.
-#[derive(Debug, Default)]
-struct ColumnBuilder {
+/// Builds a [`Column`] incrementally (dictionary-encoding as it goes).
+#[derive(Debug, Default, Clone)]
+pub struct ColumnBuilder {
     name: String,
     levels: Vec<String>,
     index: ahash::AHashMap<String, u32>,
@@ -282,7 +282,19 @@ struct ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn push(&mut self, v: Option<&str>) {
+    pub fn new(name: impl Into<String>) -> Self {
+        ColumnBuilder { name: name.into(), ..Default::default() }
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+    pub fn push(&mut self, v: Option<&str>) {
         let code = match v {
             None => Column::MISSING,
             Some(s) => match self.index.get(s) {
@@ -297,7 +309,17 @@ impl ColumnBuilder {
         };
         self.codes.push(code);
     }
-    fn finish(self) -> Column {
+    /// Pads with missing values up to `n` documents (a field first seen late).
+    pub fn pad_to(&mut self, n: usize) {
+        self.codes.resize(n.max(self.codes.len()), Column::MISSING);
+    }
+    pub fn get(&self, doc: usize) -> Option<&str> {
+        match self.codes.get(doc) {
+            Some(&c) if c != Column::MISSING => Some(self.levels[c as usize].as_str()),
+            _ => None,
+        }
+    }
+    pub fn finish(self) -> Column {
         Column { name: self.name, levels: self.levels, codes: self.codes }
     }
 }
@@ -392,7 +414,7 @@ impl ShardSetWriter {
                 columns: self
                     .field_names
                     .iter()
-                    .map(|n| ColumnBuilder { name: n.clone(), ..Default::default() })
+                    .map(ColumnBuilder::new)
                     .collect(),
                 rows: Vec::new(),
                 n_tokens: 0,

@@ -1,0 +1,574 @@
+//! fastai's pre-tokenization rules (`defaults.text_proc_rules`, fastai/text/core.py,
+//! fastai 2.8.12), each as a single hand-written scan that reproduces the
+//! behaviour of the original Python regex under `re.sub`'s left-to-right,
+//! non-overlapping matching.
+
+use super::chars::{is_py_space, is_py_word};
+use super::tables;
+use ahash::AHashMap;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// fastai special tokens.
+pub const TK_REP: &str = "xxrep";
+pub const TK_WREP: &str = "xxwrep";
+pub const TK_UP: &str = "xxup";
+pub const TK_MAJ: &str = "xxmaj";
+pub const BOS: &str = "xxbos";
+
+/// The `str.replace` chain of `fix_html`, in fastai's order (the order matters:
+/// e.g. `&amp;quot;` -> `&&quot;` -> `&&'`).
+const FIX_HTML_REPLACEMENTS: [(&str, &str); 13] = [
+    ("#39;", "'"),
+    ("amp;", "&"),
+    ("#146;", "'"),
+    ("nbsp;", " "),
+    ("#36;", "$"),
+    ("\\n", "\n"),
+    ("quot;", "'"),
+    ("<br />", "\n"),
+    ("\\\"", "\""),
+    ("<unk>", "xxunk"),
+    (" @.@ ", "."),
+    (" @-@ ", "-"),
+    ("...", " …"),
+];
+
+/// Python's `html.unescape` with the HTML5 named-reference table.
+#[derive(Debug, Clone)]
+pub struct HtmlUnescaper {
+    entities: AHashMap<&'static str, &'static str>,
+}
+
+impl Default for HtmlUnescaper {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HtmlUnescaper {
+    pub fn new() -> Self {
+        HtmlUnescaper { entities: tables::HTML5.iter().copied().collect() }
+    }
+
+    /// `html.unescape(s)` (CPython 3.11 `html/__init__.py`): finds
+    /// `&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)` left to right and
+    /// replaces each per `_replace_charref`.
+    pub fn unescape<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        if !s.contains('&') {
+            return Cow::Borrowed(s);
+        }
+        let b = s.as_bytes();
+        let mut out = String::with_capacity(s.len());
+        let mut copied = 0; // s[..copied] has been written to out
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b'&' {
+                i += 1;
+                continue;
+            }
+            let (end, rep) = match self.charref_at(s, i + 1) {
+                Some(x) => x,
+                None => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.push_str(&s[copied..i]);
+            out.push_str(&rep);
+            copied = end;
+            i = end;
+        }
+        out.push_str(&s[copied..]);
+        Cow::Owned(out)
+    }
+
+    /// Tries the charref regex right after an `&` at byte `j`; returns the end of
+    /// the match and its replacement.
+    fn charref_at(&self, s: &str, j: usize) -> Option<(usize, Cow<'static, str>)> {
+        let b = s.as_bytes();
+        if j < b.len() && b[j] == b'#' {
+            // numeric: `#[0-9]+;?` or `#[xX][0-9a-fA-F]+;?`
+            let (radix, digits_start) = if j + 1 < b.len() && (b[j + 1] == b'x' || b[j + 1] == b'X') {
+                (16, j + 2)
+            } else {
+                (10, j + 1)
+            };
+            let mut k = digits_start;
+            while k < b.len()
+                && (if radix == 16 { b[k].is_ascii_hexdigit() } else { b[k].is_ascii_digit() })
+            {
+                k += 1;
+            }
+            if k == digits_start {
+                // `#x` without hex digits: the decimal alternative already failed
+                // (x is not a digit), and the named alternative excludes `#`.
+                return None;
+            }
+            let num = s[digits_start..k]
+                .bytes()
+                .try_fold(0u32, |acc, d| {
+                    let v = (d as char).to_digit(radix)?;
+                    acc.checked_mul(radix)?.checked_add(v)
+                })
+                .unwrap_or(u32::MAX);
+            let end = if k < b.len() && b[k] == b';' { k + 1 } else { k };
+            return Some((end, Cow::Owned(numeric_charref(num))));
+        }
+        // named: `[^\t\n\f <&#;]{1,32};?` (32 *characters*)
+        let mut k = j;
+        let mut n = 0;
+        for c in s[j..].chars() {
+            if n == 32 || matches!(c, '\t' | '\n' | '\x0c' | ' ' | '<' | '&' | '#' | ';') {
+                break;
+            }
+            k += c.len_utf8();
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        let end = if k < b.len() && b[k] == b';' { k + 1 } else { k };
+        let name = &s[j..end];
+        if let Some(rep) = self.entities.get(name) {
+            return Some((end, Cow::Borrowed(rep)));
+        }
+        // "find the longest matching name (as defined by the standard)":
+        // prefixes of 2 ..= len-1 characters, longest first.
+        let idx: Vec<usize> = name.char_indices().map(|(p, _)| p).collect();
+        for x in (2..idx.len()).rev() {
+            if let Some(rep) = self.entities.get(&name[..idx[x]]) {
+                let mut r = String::with_capacity(rep.len() + name.len());
+                r.push_str(rep);
+                r.push_str(&name[idx[x]..]);
+                return Some((end, Cow::Owned(r)));
+            }
+        }
+        let mut r = String::with_capacity(name.len() + 1);
+        r.push('&');
+        r.push_str(name);
+        Some((end, Cow::Owned(r)))
+    }
+}
+
+/// `_replace_charref` for numeric references (HTML5 rules, as in CPython).
+fn numeric_charref(num: u32) -> String {
+    const INVALID_CHARREFS: [(u32, char); 34] = [
+        (0x00, '\u{fffd}'),
+        (0x0d, '\r'),
+        (0x80, '\u{20ac}'),
+        (0x81, '\u{81}'),
+        (0x82, '\u{201a}'),
+        (0x83, '\u{0192}'),
+        (0x84, '\u{201e}'),
+        (0x85, '\u{2026}'),
+        (0x86, '\u{2020}'),
+        (0x87, '\u{2021}'),
+        (0x88, '\u{02c6}'),
+        (0x89, '\u{2030}'),
+        (0x8a, '\u{0160}'),
+        (0x8b, '\u{2039}'),
+        (0x8c, '\u{0152}'),
+        (0x8d, '\u{8d}'),
+        (0x8e, '\u{017d}'),
+        (0x8f, '\u{8f}'),
+        (0x90, '\u{90}'),
+        (0x91, '\u{2018}'),
+        (0x92, '\u{2019}'),
+        (0x93, '\u{201c}'),
+        (0x94, '\u{201d}'),
+        (0x95, '\u{2022}'),
+        (0x96, '\u{2013}'),
+        (0x97, '\u{2014}'),
+        (0x98, '\u{02dc}'),
+        (0x99, '\u{2122}'),
+        (0x9a, '\u{0161}'),
+        (0x9b, '\u{203a}'),
+        (0x9c, '\u{0153}'),
+        (0x9d, '\u{9d}'),
+        (0x9e, '\u{017e}'),
+        (0x9f, '\u{0178}'),
+    ];
+    if let Some(&(_, c)) = INVALID_CHARREFS.iter().find(|&&(n, _)| n == num) {
+        return c.to_string();
+    }
+    if (0xD800..=0xDFFF).contains(&num) || num > 0x10FFFF {
+        return '\u{fffd}'.to_string();
+    }
+    let invalid_codepoint = matches!(num, 0x1..=0x8 | 0xb | 0xe..=0x1f | 0x7f..=0x9f | 0xfdd0..=0xfdef)
+        || (num & 0xFFFE) == 0xFFFE;
+    if invalid_codepoint {
+        return String::new();
+    }
+    char::from_u32(num).map(String::from).unwrap_or_default()
+}
+
+/// `fix_html`: the `str.replace` chain, then `html.unescape`.
+pub fn fix_html<'a>(s: &'a str, unescaper: &HtmlUnescaper) -> Cow<'a, str> {
+    // Which bytes occur (kept up to date as replacements introduce new ones), so
+    // the 13 substring searches are skipped when they cannot match.
+    let mut present = [false; 256];
+    for &b in s.as_bytes() {
+        present[b as usize] = true;
+    }
+    let mut cur: Cow<'a, str> = Cow::Borrowed(s);
+    for (pat, rep) in FIX_HTML_REPLACEMENTS {
+        if pat.bytes().all(|b| present[b as usize]) && cur.contains(pat) {
+            cur = Cow::Owned(cur.replace(pat, rep));
+            for b in rep.bytes() {
+                present[b as usize] = true;
+            }
+        }
+    }
+    match cur {
+        Cow::Borrowed(b) => unescaper.unescape(b),
+        Cow::Owned(o) => match unescaper.unescape(&o) {
+            Cow::Borrowed(_) => Cow::Owned(o),
+            Cow::Owned(u) => Cow::Owned(u),
+        },
+    }
+}
+
+/// `replace_rep`: `(\S)(\1{2,})` -> ` xxrep {n} {c} `. Under left-to-right
+/// matching the matches are exactly the maximal runs (>= 3) of one non-space char.
+pub fn replace_rep(s: &str) -> Cow<'_, str> {
+    let b = s.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = s[i..].chars().next().unwrap_or('\0');
+        let w = c.len_utf8();
+        // Fast reject: the next char must be the same bytes.
+        if i + 2 * w <= b.len() && b[i..i + w] == b[i + w..i + 2 * w] {
+            let mut j = i + w;
+            let mut n = 1;
+            while j + w <= b.len() && b[j..j + w] == b[i..i + w] {
+                j += w;
+                n += 1;
+            }
+            if n >= 3 && !is_py_space(c) {
+                let o = out.get_or_insert_with(|| String::with_capacity(s.len() + 32));
+                o.push_str(&s[copied..i]);
+                let _ = write!(o, " {TK_REP} {n} {c} ");
+                copied = j;
+            }
+            i = j;
+        } else {
+            i += w;
+        }
+    }
+    match out {
+        None => Cow::Borrowed(s),
+        Some(mut o) => {
+            o.push_str(&s[copied..]);
+            Cow::Owned(o)
+        }
+    }
+}
+
+#[inline]
+fn char_at(s: &str, i: usize) -> Option<char> {
+    s[i..].chars().next()
+}
+
+/// Skips a run of (Python) whitespace starting at byte `i`; returns its end.
+#[inline]
+fn skip_space(s: &str, mut i: usize) -> usize {
+    while let Some(c) = char_at(s, i) {
+        if !is_py_space(c) {
+            break;
+        }
+        i += c.len_utf8();
+    }
+    i
+}
+
+/// Tries `_re_wrep` = `(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)` with the word
+/// starting at byte `q`. Because `\w+` must be followed by `\s+`, the word is the
+/// maximal `\w` run; copies are `word\s+` (greedy), and the final `\1` must be
+/// followed by a non-word char or the end. Backtracking over the number of copies
+/// `j` only matters for the last one: with `m` full copies, `j = m` works if the
+/// text after them is the word followed by `\W`/end, else `j = m - 1` works when
+/// `m >= 2` (the m-th copy itself is `word` + whitespace).
+/// Returns (number of copies j, end of the word after the copies, e as char).
+fn wrep_at(s: &str, q: usize) -> Option<(usize, usize, Option<char>)> {
+    let mut k = q;
+    while let Some(c) = char_at(s, k) {
+        if !is_py_word(c) {
+            break;
+        }
+        k += c.len_utf8();
+    }
+    if k == q {
+        return None;
+    }
+    let word = &s[q..k];
+    let sp = skip_space(s, k);
+    if sp == k {
+        return None;
+    }
+    // Count full copies `word\s+`, remembering where each one starts.
+    let mut pos = sp; // P_j: start after j copies
+    let mut m = 0;
+    let mut prev_pos = pos;
+    loop {
+        if !s[pos..].starts_with(word) {
+            break;
+        }
+        let after = pos + word.len();
+        let sp2 = skip_space(s, after);
+        if sp2 == after {
+            break;
+        }
+        m += 1;
+        prev_pos = pos;
+        pos = sp2;
+    }
+    if m == 0 {
+        return None;
+    }
+    // j = m: final word at `pos`, followed by (\s|\W|$).
+    if s[pos..].starts_with(word) {
+        let after = pos + word.len();
+        match char_at(s, after) {
+            None => return Some((m, after, None)),
+            Some(c) if !is_py_word(c) => return Some((m, after, Some(c))),
+            _ => {}
+        }
+    }
+    if m >= 2 {
+        // j = m - 1: the final `\1` is the m-th copy, followed by whitespace.
+        let after = prev_pos + word.len();
+        return Some((m - 1, after, char_at(s, after)));
+    }
+    None
+}
+
+/// `replace_wrep`: `word word word word` -> ` xxwrep 4 word ` (see [`wrep_at`]).
+pub fn replace_wrep(s: &str) -> Cow<'_, str> {
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut p = 0; // search position of re.sub
+    // Candidate match starts: p == 0 with `^` (word at 0) or any whitespace char
+    // at p (`\s`, word at p + len). At p == 0 Python tries `\s` first, then `^`.
+    while p < s.len() {
+        let c = match char_at(s, p) {
+            Some(c) => c,
+            None => break,
+        };
+        let mut found = None;
+        if is_py_space(c) {
+            let q = p + c.len_utf8();
+            if let Some(r) = wrep_at(s, q) {
+                found = Some((q, r));
+            }
+        } else if p == 0 {
+            if let Some(r) = wrep_at(s, 0) {
+                found = Some((0, r));
+            }
+        }
+        match found {
+            Some((q, (j, after, e))) => {
+                let word = {
+                    let mut k = q;
+                    while let Some(c) = char_at(s, k) {
+                        if !is_py_word(c) {
+                            break;
+                        }
+                        k += c.len_utf8();
+                    }
+                    &s[q..k]
+                };
+                let o = out.get_or_insert_with(|| String::with_capacity(s.len() + 32));
+                o.push_str(&s[copied..p]);
+                let _ = write!(o, " {TK_WREP} {} {word} ", j + 2);
+                let end = match e {
+                    Some(e) => {
+                        o.push(e);
+                        after + e.len_utf8()
+                    }
+                    None => after,
+                };
+                copied = end;
+                p = end;
+            }
+            None => p += c.len_utf8(),
+        }
+    }
+    match out {
+        None => Cow::Borrowed(s),
+        Some(mut o) => {
+            o.push_str(&s[copied..]);
+            Cow::Owned(o)
+        }
+    }
+}
+
+/// `spec_add_spaces` (`([/#\\])` -> ` \1 `) followed by `rm_useless_spaces`
+/// (` {2,}` -> ` `), fused: emitting a space is skipped when the output already
+/// ends with one, which is exactly collapsing every run of spaces.
+pub fn spec_add_spaces_rm_useless(s: &str) -> Cow<'_, str> {
+    let b = s.as_bytes();
+    let needs = b.iter().zip(b.iter().skip(1)).any(|(&x, &y)| x == b' ' && y == b' ')
+        || b.iter().any(|&x| matches!(x, b'/' | b'#' | b'\\'));
+    if !needs {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut copied = 0;
+    for (i, &x) in b.iter().enumerate() {
+        match x {
+            b' ' | b'/' | b'#' | b'\\' => {
+                out.push_str(&s[copied..i]);
+                copied = i + 1;
+                if !out.ends_with(' ') {
+                    out.push(' ');
+                }
+                if x != b' ' {
+                    out.push(x as char);
+                    out.push(' ');
+                }
+            }
+            _ => {}
+        }
+    }
+    out.push_str(&s[copied..]);
+    Cow::Owned(out)
+}
+
+/// `replace_all_caps`, `replace_maj` and `lowercase` (which adds `xxbos `, strips,
+/// and does not add `xxeos` by default), in one pass over the
+/// whitespace-separated words.
+///
+/// * all caps: `(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))` matches a whole word whose first
+///   char is `[A-Z]` and that has no `[a-z]`; `xxup ` is added if it is longer
+///   than one char.
+/// * maj: `(\s|^)([A-Z][^A-Z\s]*)(?=(\s|$))` on the result: first char `[A-Z]`, no
+///   other `[A-Z]` (words handled by all-caps are already lower case); `xxmaj `
+///   if longer than one char.
+/// * then everything is lowercased (`str.lower()`, full Unicode mapping; final
+///   sigma depends only on the word, so lowercasing word by word is the same).
+pub fn caps_maj_lower_into(s: &str, out: &mut String) {
+    out.push_str(BOS);
+    out.push(' ');
+    let t = strip_py(s);
+    let mut i = 0;
+    let b = t.as_bytes();
+    while i < b.len() {
+        // whitespace run: copied as is
+        let c = char_at(t, i).unwrap_or(' ');
+        if is_py_space(c) {
+            out.push(c);
+            i += c.len_utf8();
+            continue;
+        }
+        // word
+        let start = i;
+        let mut ascii = true;
+        while i < b.len() {
+            if b[i] < 0x80 {
+                if matches!(b[i], 9..=13 | 28..=32) {
+                    break;
+                }
+                i += 1;
+            } else {
+                let c = char_at(t, i).unwrap_or(' ');
+                if is_py_space(c) {
+                    break;
+                }
+                ascii = false;
+                i += c.len_utf8();
+            }
+        }
+        let word = &t[start..i];
+        let wb = word.as_bytes();
+        if wb[0].is_ascii_uppercase() {
+            let long = word.chars().nth(1).is_some();
+            if !wb.iter().any(u8::is_ascii_lowercase) {
+                if long {
+                    out.push_str(TK_UP);
+                    out.push(' ');
+                }
+            } else if !wb[1..].iter().any(u8::is_ascii_uppercase) {
+                // has a lower-case letter, so it is longer than one char
+                out.push_str(TK_MAJ);
+                out.push(' ');
+            }
+        }
+        if ascii {
+            out.extend(wb.iter().map(|&x| x.to_ascii_lowercase() as char));
+        } else {
+            out.push_str(&word.to_lowercase());
+        }
+    }
+}
+
+/// Python `str.strip()` (strips `str.isspace()` chars).
+pub fn strip_py(s: &str) -> &str {
+    s.trim_matches(is_py_space)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(s: &str) -> String {
+        let mut o = String::new();
+        caps_maj_lower_into(s, &mut o);
+        o
+    }
+
+    // Expected values below were produced with fastai 2.8.12's functions
+    // (`fastai.text.core.fix_html` etc.) in the peer venv.
+
+    #[test]
+    fn fix_html_cases() {
+        let u = HtmlUnescaper::new();
+        assert_eq!(fix_html("a<br /><br />b", &u), "a\n\nb");
+        assert_eq!(fix_html("Hello...world", &u), "Hello …world");
+        assert_eq!(fix_html("a....b", &u), "a ….b");
+        assert_eq!(fix_html("&amp;quot;", &u), "&&'");
+        assert_eq!(fix_html("x &lt;3 &gt; &#8230; &eacute &notit; &#x41;", &u), "x <3 > … é ¬it; A");
+        assert_eq!(fix_html("a &nbsp; b", &u), "a &  b");
+        assert_eq!(fix_html("<unk> \\n \\\"", &u), "xxunk \n \"");
+        assert_eq!(fix_html("1 @,@ 2 @.@ 5 @-@ 6", &u), "1 @,@ 2.5-6");
+        assert_eq!(fix_html("&#150; &#0; &#x110000; &#1;", &u), "\u{2013} \u{fffd} \u{fffd} ");
+        assert_eq!(fix_html("& &# &#x; &zz", &u), "& &# &#x; &zz");
+    }
+
+    #[test]
+    fn replace_rep_cases() {
+        assert_eq!(replace_rep("I'm sooooo happy!!!"), "I'm s xxrep 5 o  happy xxrep 3 ! ");
+        assert_eq!(replace_rep("aa bb   ccc"), "aa bb    xxrep 3 c ");
+        assert_eq!(replace_rep("ééé——"), " xxrep 3 é ——");
+    }
+
+    #[test]
+    fn replace_wrep_cases() {
+        assert_eq!(replace_wrep("I'm very very very happy"), "I'm xxwrep 3 very  happy");
+        assert_eq!(replace_wrep("a a a b b b"), " xxwrep 3 a  b b b");
+        assert_eq!(replace_wrep("a a a ab"), " xxwrep 3 a  ab");
+        assert_eq!(replace_wrep("go go go go."), " xxwrep 4 go .");
+        assert_eq!(replace_wrep("no no no"), " xxwrep 3 no ");
+        assert_eq!(replace_wrep("x no no nox"), "x no no nox");
+        assert_eq!(replace_wrep("ha ha ha ha haha"), " xxwrep 4 ha  haha");
+    }
+
+    #[test]
+    fn spec_add_spaces_and_rm_useless_spaces() {
+        assert_eq!(spec_add_spaces_rm_useless("#hash and/or \\back"), " # hash and / or \\ back");
+        assert_eq!(spec_add_spaces_rm_useless("a  b   c\n  d"), "a b c\n d");
+        assert_eq!(spec_add_spaces_rm_useless("plain text"), "plain text");
+    }
+
+    #[test]
+    fn caps_maj_lowercase() {
+        assert_eq!(caps("I AM SHOUTING"), "xxbos i xxup am xxup shouting");
+        assert_eq!(caps("Hello World, I'm here"), "xxbos xxmaj hello xxmaj world, xxmaj i'm here");
+        assert_eq!(caps("McDonald USA1 A. Élan"), "xxbos mcdonald xxup usa1 xxup a. élan");
+        assert_eq!(caps("  \nLeading and trailing\n "), "xxbos xxmaj leading and trailing");
+        assert_eq!(caps(""), "xxbos ");
+        assert_eq!(caps("(Parens) \"Quoted\" U.S. I'M"), "xxbos (parens) \"quoted\" xxup u.s. xxup i'm");
+    }
+}
