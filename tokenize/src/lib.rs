@@ -1,1 +1,207 @@
+//! `tokenize`: documents in (CSV/TSV, JSON lines, plain text, folders), fastai's tokens out as
+//! a token stream (JSON lines, see `shared::stream`).
+//!
+//! Documents are read in batches on one thread and tokenized in parallel with rayon; each
+//! batch is written in input order before the next, so the output is byte-identical for any
+//! `--threads`, and memory is bounded by a few batches however large the input.
+
 pub mod fastai;
+pub mod input;
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Parser;
+use rayon::prelude::*;
+use shared::atomic::AtomicFile;
+use shared::cli::CommonArgs;
+use shared::metrics::{Event, Metrics};
+use shared::progress::Progress;
+
+use crate::input::{Columns, Format, RawDoc, Source};
+
+const AFTER_HELP: &str = "\
+Examples:
+  tokenize texts.csv --keep label --keep is_valid > tokens.jsonl
+  tokenize texts.csv --keep label --keep is_valid | numericalize -o shards/ --split-col is_valid
+  tokenize aclImdb/train --keep label --keep path -o train.jsonl     # folder: label = subfolder
+  tokenize reviews.tsv --text-col benefitsReview --text-col commentsReview --keep rating
+  cat book.txt | tokenize --format lines
+
+";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokenize",
+    version,
+    about = "Text → fastai tokens (xxbos, xxmaj, xxup, xxrep, ...) as a JSON-lines token stream",
+    long_about = "Applies fastai v2's default text rules and spaCy-compatible English word splitting to each \
+                  document and writes one JSON line per document: {\"tokens\": [...], <kept columns>}. \
+                  Reads CSV/TSV with a header, JSON lines, plain text or a folder of .txt files.",
+    after_help = format!("{AFTER_HELP}{}", shared::cli::EXIT_CODES_HELP)
+)]
+pub struct Args {
+    /// Input files or folders (- or none: stdin).
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Input format (auto: by extension; folders are `folder`; stdin is JSON lines if it starts with '{', else CSV).
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Column holding the text (repeatable: several are joined with fastai's `xxfld N` markers).
+    #[arg(long = "text-col", value_name = "COL")]
+    pub text_col: Vec<String>,
+    /// Column to pass through to the output unchanged (repeatable).
+    #[arg(long = "keep", value_name = "COL")]
+    pub keep: Vec<String>,
+    /// The label column: passed through like --keep, listed first. For folders, the subfolder name.
+    #[arg(long = "label-col", value_name = "COL")]
+    pub label_col: Option<String>,
+    /// Replace invalid UTF-8 with U+FFFD instead of failing.
+    #[arg(long)]
+    pub lossy: bool,
+    /// Write the token stream here (atomically) instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Write a summary metrics record (JSON lines) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// Text per parallel batch, in KiB.
+    #[arg(long, default_value_t = 1024, value_name = "KIB", hide = true)]
+    pub batch_kib: usize,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl Args {
+    fn columns(&self) -> Columns {
+        let text = if self.text_col.is_empty() { vec!["text".to_string()] } else { self.text_col.clone() };
+        let mut keep: Vec<String> = Vec::new();
+        for c in self.label_col.iter().chain(&self.keep) {
+            if !keep.contains(c) {
+                keep.push(c.clone());
+            }
+        }
+        Columns { text, keep }
+    }
+}
+
+/// Tokenizes one batch in parallel; returns the JSON lines in input order and the token count.
+pub fn tokenize_batch(tok: &fastai::Tokenizer, docs: &[RawDoc]) -> (Vec<u8>, u64) {
+    let parts: Vec<(Vec<u8>, u64)> = docs
+        .par_iter()
+        .with_min_len(8)
+        .map_init(Vec::new, |toks: &mut Vec<String>, d| {
+            toks.clear();
+            tok.tokenize_into(&d.text, toks);
+            let mut line = Vec::with_capacity(d.text.len() * 2 + 64);
+            shared::stream::write_json_doc(&mut line, toks.iter().map(String::as_str), &d.fields);
+            (line, toks.len() as u64)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
+    let mut n = 0;
+    for (l, k) in parts {
+        out.extend_from_slice(&l);
+        n += k;
+    }
+    (out, n)
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    let start = Instant::now();
+    let threads = args.common.init_threads()?;
+    let mut cols = args.columns();
+    let inputs = if args.inputs.is_empty() { vec![PathBuf::from("-")] } else { args.inputs.clone() };
+    let folder_default = args.keep.is_empty() && args.label_col.is_none();
+    // Open everything first, so a bad name or column fails before any output.
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    for p in &inputs {
+        if p.is_dir() && folder_default && cols.keep.is_empty() {
+            cols.keep.push("label".into());
+        }
+        sources.push(input::open_source(p, args.format, &cols, args.lossy)?);
+    }
+    let mut metrics = match &args.metrics {
+        Some(p) => Metrics::file("tokenize", p)?,
+        None => Metrics::none("tokenize"),
+    };
+    enum Out {
+        Stdout(BufWriter<std::io::StdoutLock<'static>>),
+        File(AtomicFile),
+    }
+    let mut out = match &args.output {
+        Some(p) if !shared::cli::is_stdio(p) => Out::File(AtomicFile::create(p, args.force)?),
+        _ => Out::Stdout(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
+    };
+    let tok = fastai::Tokenizer::new();
+    let mode = args.common.progress.resolve(args.common.quiet);
+    let mut progress = Progress::new(mode, "tokenize", "docs", None);
+    let max_bytes = args.batch_kib.max(1) * 1024;
+    let (mut n_docs, mut n_tokens, mut n_bytes) = (0u64, 0u64, 0u64);
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel::<Result<Vec<RawDoc>>>(2);
+        s.spawn(move || {
+            for mut src in sources {
+                loop {
+                    match src.next_batch(max_bytes) {
+                        Ok(Some(b)) => {
+                            if tx.send(Ok(b)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        for batch in rx.iter() {
+            let batch = batch?;
+            let (bytes, toks) = tokenize_batch(&tok, &batch);
+            n_docs += batch.len() as u64;
+            n_tokens += toks;
+            n_bytes += batch.iter().map(|d| d.text.len() as u64).sum::<u64>();
+            match &mut out {
+                Out::Stdout(w) => w.write_all(&bytes).context("writing stdout")?,
+                Out::File(f) => f.write_all(&bytes).with_context(|| format!("{}: write failed", f.target().display()))?,
+            }
+            progress.inc(batch.len() as u64);
+        }
+        Ok(())
+    })?;
+    match out {
+        Out::Stdout(mut w) => w.flush().context("writing stdout")?,
+        Out::File(f) => f.commit()?,
+    }
+    progress.finish();
+    let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+    if !args.common.quiet {
+        eprintln!(
+            "tokenize: {n_docs} docs, {n_tokens} tokens, {:.1} MB in {elapsed:.2}s ({:.1} MB/s, {threads} threads)",
+            n_bytes as f64 / 1e6,
+            n_bytes as f64 / 1e6 / elapsed
+        );
+    }
+    metrics
+        .emit(Event::TokenizeSummary {
+            docs: n_docs,
+            tokens: n_tokens,
+            bytes: n_bytes,
+            threads,
+            elapsed_s: elapsed,
+            docs_per_s: n_docs as f64 / elapsed,
+            mb_per_s: n_bytes as f64 / 1e6 / elapsed,
+            tokens_per_s: n_tokens as f64 / elapsed,
+        })
+        .map_err(|e| anyhow!("{e:#}"))?;
+    Ok(shared::cli::EXIT_OK)
+}

@@ -1,0 +1,647 @@
+//! spaCy 3.8's English tokenizer (`spacy.blank('en').tokenizer`), as fastai's
+//! `SpacyTokenizer` configures it (fastai's special tokens added as special cases).
+//!
+//! This follows `spacy/tokenizer.pyx`:
+//! * `_tokenize_affixes`: split on `str.isspace()` runs; a single `' '` after a
+//!   token is dropped, every other whitespace run is itself a token.
+//! * per substring: special cases, then `_split_affixes` (prefix/suffix loop),
+//!   then `_attach_tokens` (special case, `url_match`, infixes).
+//! * `_apply_special_cases`: the `PhraseMatcher` pass that retokenizes sequences
+//!   matching special cases that contain affixes (e.g. `''`, `a.` inside `x-a.`).
+//!
+//! The prefix/suffix/infix regexes (spacy/lang/punctuation.py,
+//! spacy/lang/en/punctuation.py) use look-arounds, so they are hand-coded here
+//! with Python `re`'s alternation semantics: prefixes take the first alternative
+//! that matches, suffixes the leftmost (= longest) one, infixes are found with
+//! `finditer` (leftmost, first alternative, non-overlapping). The URL pattern
+//! (spacy/lang/tokenizer_exceptions.py) is a real regex, minus its IP look-aheads
+//! which are checked separately.
+//!
+//! spaCy's cache is not reproduced: it only memoizes results that the algorithm
+//! recomputes identically.
+//!
+//! Tokens are byte ranges into the processed text: every token spaCy produces
+//! is a substring of it (special cases' pieces concatenate to the key).
+
+use super::chars::{in_ranges, is_alpha, is_alpha_lower, is_alpha_upper, is_icon, is_py_space};
+use super::tables;
+use ahash::{AHashMap, AHashSet};
+use regex::Regex;
+
+/// A token: byte range `start..end` in the text.
+pub type Tok = (usize, usize);
+
+#[derive(Debug, Clone)]
+struct UrlMatch {
+    host: Regex,
+    ip_rest: Regex,
+    ip_pre: Regex,
+    ip_excluded: Regex,
+}
+
+/// Builds a regex character-class body from code point ranges.
+fn class_body(ranges: &[(u32, u32)]) -> String {
+    let mut s = String::new();
+    for &(a, b) in ranges {
+        if a == b {
+            s.push_str(&format!("\\x{{{a:X}}}"));
+        } else {
+            s.push_str(&format!("\\x{{{a:X}}}-\\x{{{b:X}}}"));
+        }
+    }
+    s
+}
+
+impl UrlMatch {
+    fn new() -> Self {
+        // spaCy's URL_PATTERN; `\w` and ALPHA_LOWER spelled out from the Python
+        // tables so that they mean exactly what they mean in Python.
+        let w = class_body(tables::PY_WORD);
+        let al = class_body(tables::ALPHA_LOWER);
+        let proto = format!(r"(?:(?:[{w}\+\-\.]{{2,}})://)?");
+        let auth = r"(?:\S+(?::\S*)?@)?";
+        let tail = r"(?::\d{2,5})?(?:[/?#]\S*)?$";
+        let host = format!(
+            r"^{proto}{auth}(?:(?:(?:[A-Za-z0-9\x{{a1}}-\x{{ffff}}][A-Za-z0-9\x{{a1}}-\x{{ffff}}_-]{{0,62}})?[A-Za-z0-9\x{{a1}}-\x{{ffff}}]\.)+(?:[{al}]{{2,63}})){tail}"
+        );
+        let ip_rest = format!(
+            r"^(?:[1-9]\d?|1\d\d|2[01]\d|22[0-3])(?:\.(?:1?\d{{1,2}}|2[0-4]\d|25[0-5])){{2}}(?:\.(?:[1-9]\d?|1\d\d|2[0-4]\d|25[0-4])){tail}"
+        );
+        let ip_pre = format!(r"^{proto}{auth}$");
+        let ip_excluded = r"^(?:(?:10|127)(?:\.\d{1,3}){3}|(?:169\.254|192\.168)(?:\.\d{1,3}){2}|172\.(?:1[6-9]|2\d|3[0-1])(?:\.\d{1,3}){2})";
+        let build = |p: &str| {
+            regex::RegexBuilder::new(p)
+                .size_limit(1 << 27)
+                .dfa_size_limit(1 << 26)
+                .build()
+                .expect("URL regex")
+        };
+        UrlMatch {
+            host: build(&host),
+            ip_rest: build(&ip_rest),
+            ip_pre: build(&ip_pre),
+            ip_excluded: build(ip_excluded),
+        }
+    }
+
+    /// spaCy `URL_MATCH(s)` for a substring without whitespace.
+    fn is_match(&self, s: &str) -> bool {
+        // Both alternatives of the host part need a '.'.
+        if !s.as_bytes().contains(&b'.') {
+            return false;
+        }
+        if self.host.is_match(s) {
+            return true;
+        }
+        if !s.bytes().any(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        // IP branch: `^proto? auth? (?!excluded) IP port? path? $`. The IP part can
+        // only start at 0, after an '@' or after "://"; try each split.
+        let b = s.as_bytes();
+        let mut cands = vec![0];
+        for i in 0..b.len() {
+            if b[i] == b'@' {
+                cands.push(i + 1);
+            }
+            if b[i..].starts_with(b"://") {
+                cands.push(i + 3);
+            }
+        }
+        cands.into_iter().any(|p| {
+            self.ip_pre.is_match(&s[..p]) && self.ip_rest.is_match(&s[p..]) && !self.ip_excluded.is_match(&s[p..])
+        })
+    }
+}
+
+/// A special case that the `PhraseMatcher` pass looks for.
+#[derive(Debug, Clone)]
+struct Pattern {
+    /// The token texts of `_tokenize_affixes(key, False)`.
+    toks: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpacyEn {
+    specials: AHashMap<&'static str, &'static [&'static str]>,
+    prefix_chars: AHashSet<char>,
+    suffix_chars: AHashSet<char>,
+    /// `LIST_CURRENCY` then `UNITS`: suffixes after an ASCII digit.
+    after_digit: Vec<&'static str>,
+    after_digit_max_chars: usize,
+    url: UrlMatch,
+    patterns: Vec<Pattern>,
+    /// First token text -> indices into `patterns`.
+    by_first: AHashMap<&'static str, Vec<usize>>,
+    /// Patterns of one token whose special case is not that token (none in
+    /// spaCy 3.8 English; kept general).
+    single_nontrivial: bool,
+}
+
+impl Default for SpacyEn {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpacyEn {
+    pub fn new() -> Self {
+        let specials: AHashMap<_, _> = tables::EXCEPTIONS.iter().copied().collect();
+        let single = |v: &[&'static str]| -> Vec<char> {
+            v.iter()
+                .filter(|s| s.chars().count() == 1)
+                .map(|s| s.chars().next().unwrap_or('\0'))
+                .collect()
+        };
+        // TOKENIZER_PREFIXES = ["§", "%", "=", "—", "–", r"\+(?![0-9])"] + LIST_PUNCT
+        // + LIST_ELLIPSES + LIST_QUOTES + LIST_CURRENCY + LIST_ICONS
+        let mut prefix_chars: AHashSet<char> = "§%=—–".chars().collect();
+        prefix_chars.extend(single(tables::LIST_PUNCT));
+        prefix_chars.extend(single(tables::LIST_QUOTES));
+        prefix_chars.extend(single(tables::LIST_CURRENCY));
+        // TOKENIZER_SUFFIXES = LIST_PUNCT + LIST_ELLIPSES + LIST_QUOTES + LIST_ICONS
+        // + ["'s", "'S", "’s", "’S", "—", "–"] + look-behind rules
+        let mut suffix_chars: AHashSet<char> = "…—–".chars().collect();
+        suffix_chars.extend(single(tables::LIST_PUNCT));
+        suffix_chars.extend(single(tables::LIST_QUOTES));
+        let after_digit: Vec<&'static str> =
+            tables::LIST_CURRENCY.iter().chain(tables::LIST_UNITS.iter()).copied().collect();
+        let after_digit_max_chars = after_digit.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        let mut sp = SpacyEn {
+            specials,
+            prefix_chars,
+            suffix_chars,
+            after_digit,
+            after_digit_max_chars,
+            url: UrlMatch::new(),
+            patterns: Vec::new(),
+            by_first: AHashMap::new(),
+            single_nontrivial: false,
+        };
+        // Tokenizer.add_special_case: a special case goes to the PhraseMatcher when
+        // `find_prefix(s) or find_infix(s) or find_suffix(s) or " " in s`, as the
+        // token sequence `_tokenize_affixes(s, False)`.
+        let mut toks = Vec::new();
+        for &(key, pieces) in tables::EXCEPTIONS {
+            let mut infixes = Vec::new();
+            sp.find_infixes(key, &mut infixes);
+            if sp.find_prefix(key) == 0 && sp.find_suffix(key) == 0 && infixes.is_empty() && !key.contains(' ') {
+                continue;
+            }
+            toks.clear();
+            sp.tokenize_affixes(key, false, &mut toks);
+            let pat: Vec<&'static str> = toks.iter().map(|&(a, b)| &key[a..b]).collect();
+            if pat.len() == 1 && pieces != [pat[0]] {
+                sp.single_nontrivial = true;
+            }
+            let idx = sp.patterns.len();
+            sp.by_first.entry(pat[0]).or_default().push(idx);
+            sp.patterns.push(Pattern { toks: pat });
+        }
+        sp
+    }
+
+    /// The matcher patterns as (special-case key, token texts), for tests.
+    pub fn matcher_patterns(&self) -> Vec<(String, Vec<String>)> {
+        self.patterns
+            .iter()
+            .map(|p| (p.toks.concat(), p.toks.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    }
+
+    /// `Tokenizer.__call__`: tokens of `text` as byte ranges (appended to `out`).
+    pub fn tokenize(&self, text: &str, out: &mut Vec<Tok>) {
+        let first = out.len();
+        self.tokenize_affixes(text, true, out);
+        self.apply_special_cases(text, out, first);
+    }
+
+    /// `_tokenize_affixes`: whitespace splitting, then each substring.
+    fn tokenize_affixes(&self, text: &str, with_special_cases: bool, out: &mut Vec<Tok>) {
+        let b = text.as_bytes();
+        if b.is_empty() {
+            return;
+        }
+        let mut sufs: Vec<Tok> = Vec::new();
+        let first_is_space = text.chars().next().is_some_and(is_py_space);
+        let mut in_ws = first_is_space;
+        let mut start = 0;
+        let mut i = 0;
+        while i < b.len() {
+            let (ws, w) = if b[i] < 0x80 {
+                (matches!(b[i], 9..=13 | 28..=32), 1)
+            } else {
+                let c = text[i..].chars().next().unwrap_or('\0');
+                (is_py_space(c), c.len_utf8())
+            };
+            if ws != in_ws {
+                if start < i {
+                    self.tokenize_span(text, start, i, with_special_cases, out, &mut sufs);
+                }
+                start = if b[i] == b' ' { i + 1 } else { i };
+                in_ws = !in_ws;
+            }
+            i += w;
+        }
+        if start < b.len() {
+            self.tokenize_span(text, start, b.len(), with_special_cases, out, &mut sufs);
+        }
+    }
+
+    /// `_try_specials_and_cache` + `_tokenize` for `text[lo..hi]`.
+    fn tokenize_span(
+        &self,
+        text: &str,
+        mut lo: usize,
+        mut hi: usize,
+        with_special_cases: bool,
+        out: &mut Vec<Tok>,
+        sufs: &mut Vec<Tok>,
+    ) {
+        if with_special_cases && self.push_special(text, lo, hi, out) {
+            return;
+        }
+        // _split_affixes
+        sufs.clear();
+        let mut last_size = 0;
+        while lo < hi && hi - lo != last_size {
+            let cur = &text[lo..hi];
+            if with_special_cases && self.specials.contains_key(cur) {
+                break;
+            }
+            last_size = hi - lo;
+            let pre = self.find_prefix(cur);
+            if pre != 0 {
+                let minus_pre = &cur[pre..];
+                if !minus_pre.is_empty() && with_special_cases && self.specials.contains_key(minus_pre) {
+                    out.push((lo, lo + pre));
+                    lo += pre;
+                    break;
+                }
+            }
+            let suf = self.find_suffix(&cur[pre..]);
+            if suf != 0 {
+                let minus_suf = &cur[..cur.len() - suf];
+                if !minus_suf.is_empty() && with_special_cases && self.specials.contains_key(minus_suf) {
+                    sufs.push((hi - suf, hi));
+                    hi -= suf;
+                    break;
+                }
+            }
+            // (pre + suf <= len always holds: the suffix is searched after the prefix)
+            if pre != 0 {
+                out.push((lo, lo + pre));
+                lo += pre;
+            }
+            if suf != 0 {
+                sufs.push((hi - suf, hi));
+                hi -= suf;
+            }
+        }
+        // _attach_tokens
+        if lo < hi {
+            let cur = &text[lo..hi];
+            if with_special_cases && self.push_special(text, lo, hi, out) {
+                // special case
+            } else if self.url.is_match(cur) {
+                out.push((lo, hi));
+            } else {
+                let mut start = 0;
+                let mut any = false;
+                self.for_each_infix(cur, |ms, me| {
+                    any = true;
+                    if ms == 0 {
+                        // `if infix_start == start_before_infixes: continue`
+                        return;
+                    }
+                    if ms != start {
+                        out.push((lo + start, lo + ms));
+                    }
+                    if ms != me {
+                        out.push((lo + ms, lo + me));
+                    }
+                    start = me;
+                });
+                if !any {
+                    out.push((lo, hi));
+                } else if start < cur.len() {
+                    out.push((lo + start, hi));
+                }
+            }
+        }
+        out.extend(sufs.iter().rev());
+    }
+
+    /// Pushes the special case for `text[lo..hi]`, if there is one.
+    #[inline]
+    fn push_special(&self, text: &str, lo: usize, hi: usize, out: &mut Vec<Tok>) -> bool {
+        match self.specials.get(&text[lo..hi]) {
+            Some(pieces) => {
+                let mut p = lo;
+                for piece in pieces.iter() {
+                    out.push((p, p + piece.len()));
+                    p += piece.len();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `find_prefix`: byte length of the prefix of `s` (0 if none).
+    /// `^§|^%|^=|^—|^–|^\+(?![0-9])|^…|^……|^,|...|^\.\.+|^…|^'|...|^\$|...|^US\$|^C\$|^A\$|...|^[ICONS]`:
+    /// the first alternative that matches wins, and every alternative before the
+    /// multi-char ones is a single char that cannot start them.
+    pub fn find_prefix(&self, s: &str) -> usize {
+        let mut it = s.chars();
+        let c = match it.next() {
+            Some(c) => c,
+            None => return 0,
+        };
+        match c {
+            '+' => match it.next() {
+                Some(d) if d.is_ascii_digit() => 0,
+                _ => 1,
+            },
+            '.' => {
+                let n = s.bytes().take_while(|&b| b == b'.').count();
+                if n >= 2 {
+                    n
+                } else {
+                    0
+                }
+            }
+            'U' if s.starts_with("US$") => 3,
+            'C' | 'A' if s[1..].starts_with('$') => 2,
+            _ => {
+                if self.prefix_chars.contains(&c) || is_icon(c) {
+                    c.len_utf8()
+                } else {
+                    0
+                }
+            }
+        }
+    }
+
+    /// `find_suffix`: byte length of the suffix of `s` (0 if none). The suffix
+    /// regex is `alt1$|alt2$|...` used with `search`, so the leftmost start, i.e.
+    /// the longest matching suffix, wins. Look-behinds only see `s`.
+    pub fn find_suffix(&self, s: &str) -> usize {
+        let mut rev = s.chars().rev();
+        let last = match rev.next() {
+            Some(c) => c,
+            None => return 0,
+        };
+        let prev = rev.next();
+        let mut best = 0;
+        if self.suffix_chars.contains(&last) || is_icon(last) {
+            best = last.len_utf8();
+        }
+        match last {
+            '.' => {
+                let n = s.bytes().rev().take_while(|&b| b == b'.').count();
+                if n >= 2 {
+                    // `\.\.+$`; nothing longer can end in dots
+                    return n;
+                }
+                if let Some(p) = prev {
+                    let pp = rev.next();
+                    // (?<=[0-9{al}{e}{p}(?:{q})])\.  |  (?<=[{au}][{au}])\.  |  (?<=°[FfCcKk])\.
+                    if in_ranges(tables::SUFFIX_DOT_AFTER, p)
+                        || (is_alpha_upper(p) && pp.is_some_and(is_alpha_upper))
+                        || (matches!(p, 'F' | 'f' | 'C' | 'c' | 'K' | 'k') && pp == Some('°'))
+                    {
+                        best = best.max(1);
+                    }
+                }
+            }
+            '+' if prev.is_some_and(|p| p.is_ascii_digit()) => best = best.max(1),
+            's' | 'S' if matches!(prev, Some('\'') | Some('’')) => {
+                best = best.max(1 + prev.map_or(0, char::len_utf8));
+            }
+            '…' if prev == Some('…') => best = best.max(6),
+            _ => {}
+        }
+        // (?<=[0-9])(?:CURRENCY)$ and (?<=[0-9])(?:UNITS)$
+        let tail_has_digit = s
+            .chars()
+            .rev()
+            .take(self.after_digit_max_chars + 1)
+            .any(|c| c.is_ascii_digit());
+        if tail_has_digit {
+            for &u in &self.after_digit {
+                if u.len() > best && s.len() > u.len() && s.ends_with(u) {
+                    let before = s[..s.len() - u.len()].chars().next_back();
+                    if before.is_some_and(|c| c.is_ascii_digit()) {
+                        best = u.len();
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// `find_infix` as a list (used for the matcher condition).
+    fn find_infixes(&self, s: &str, out: &mut Vec<Tok>) {
+        self.for_each_infix(s, |a, b| out.push((a, b)));
+    }
+
+    /// `infix_finditer`: English TOKENIZER_INFIXES =
+    /// `\.\.+ | … | [ICONS] | (?<=[0-9])[+\-\*^](?=[0-9-]) | (?<=[{al}{q}])\.(?=[{au}{q}])
+    ///  | (?<=[{a}]),(?=[{a}]) | (?<=[{a}0-9])(?:-|–|—|--|---|——|~)(?=[{a}])
+    ///  | (?<=[{a}0-9])[:<>=/](?=[{a}])`, scanned left to right, non-overlapping.
+    fn for_each_infix(&self, s: &str, mut f: impl FnMut(usize, usize)) {
+        let b = s.as_bytes();
+        // Fast reject for ASCII strings without any infix character.
+        if s.is_ascii() && !b.iter().any(|&x| matches!(x, b'.' | b'+' | b'-' | b'*' | b'^' | b',' | b'~' | b':' | b'<' | b'>' | b'=' | b'/')) {
+            return;
+        }
+        let mut prev: Option<char> = None;
+        let mut pos = 0;
+        while pos < b.len() {
+            let c = match s[pos..].chars().next() {
+                Some(c) => c,
+                None => break,
+            };
+            if let Some(end) = self.infix_at(s, pos, c, prev) {
+                f(pos, end);
+                prev = s[..end].chars().next_back();
+                pos = end;
+            } else {
+                prev = Some(c);
+                pos += c.len_utf8();
+            }
+        }
+    }
+
+    #[inline]
+    fn infix_at(&self, s: &str, pos: usize, c: char, prev: Option<char>) -> Option<usize> {
+        let next_at = |i: usize| s[i..].chars().next();
+        let clen = c.len_utf8();
+        match c {
+            '.' => {
+                let n = s[pos..].bytes().take_while(|&x| x == b'.').count();
+                if n >= 2 {
+                    return Some(pos + n);
+                }
+            }
+            '…' => return Some(pos + clen),
+            _ => {}
+        }
+        if is_icon(c) {
+            return Some(pos + clen);
+        }
+        let prev = prev?;
+        let next = next_at(pos + clen);
+        match c {
+            '+' | '-' | '*' | '^' if prev.is_ascii_digit() && next.is_some_and(|n| n.is_ascii_digit() || n == '-') => {
+                return Some(pos + clen)
+            }
+            '.' if in_ranges(tables::INFIX_DOT_BEFORE, prev) && next.is_some_and(|n| in_ranges(tables::INFIX_DOT_AFTER, n)) => {
+                return Some(pos + clen)
+            }
+            ',' if is_alpha(prev) && next.is_some_and(is_alpha) => return Some(pos + clen),
+            _ => {}
+        }
+        if !(is_alpha(prev) || prev.is_ascii_digit()) {
+            return None;
+        }
+        // hyphens, in alternation order; each must be followed by an ALPHA char
+        if matches!(c, '-' | '–' | '—' | '~') {
+            for h in tables::LIST_HYPHENS {
+                if s[pos..].starts_with(h) && next_at(pos + h.len()).is_some_and(is_alpha) {
+                    return Some(pos + h.len());
+                }
+            }
+        }
+        if matches!(c, ':' | '<' | '>' | '=' | '/') && next.is_some_and(is_alpha) {
+            return Some(pos + clen);
+        }
+        None
+    }
+
+    /// `_apply_special_cases`: find all matches of the special-case patterns among
+    /// the tokens (`PhraseMatcher`, on token texts), keep them longest first then
+    /// leftmost, skipping any whose first or last token is already covered by a
+    /// previously considered span; then replace each kept span whose text is a
+    /// special case by that special case's tokens.
+    fn apply_special_cases(&self, text: &str, toks: &mut Vec<Tok>, first: usize) {
+        let n = toks.len();
+        let t = |i: usize, toks: &Vec<Tok>| &text[toks[i].0..toks[i].1];
+        // Quick check: only a span of adjacent tokens (no whitespace between) can
+        // have a special case as its text; if none of them changes anything,
+        // nothing changes (other matches only replace tokens by themselves).
+        let mut effective = false;
+        for i in first..n {
+            let single = self.single_nontrivial;
+            if !(single || (i + 1 < n && toks[i].1 == toks[i + 1].0)) {
+                continue;
+            }
+            if let Some(ps) = self.by_first.get(t(i, toks)) {
+                for &pi in ps {
+                    let p = &self.patterns[pi].toks;
+                    if i + p.len() <= n && (1..p.len()).all(|k| t(i + k, toks) == p[k]) {
+                        let (a, b) = (toks[i].0, toks[i + p.len() - 1].1);
+                        if let Some(pieces) = self.specials.get(&text[a..b]) {
+                            if pieces.len() != p.len() || pieces.iter().zip(p.iter()).any(|(x, y)| x != y) {
+                                effective = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !effective {
+            return;
+        }
+        // Full pass: all matches (start, len).
+        let mut matches: Vec<(usize, usize)> = Vec::new();
+        for i in first..n {
+            if let Some(ps) = self.by_first.get(t(i, toks)) {
+                for &pi in ps {
+                    let p = &self.patterns[pi].toks;
+                    if i + p.len() <= n && (1..p.len()).all(|k| t(i + k, toks) == p[k]) {
+                        matches.push((i, p.len()));
+                    }
+                }
+            }
+        }
+        // len_start_cmp, iterated from the end: longest first, then smallest start.
+        matches.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        matches.dedup();
+        let mut seen = vec![false; n];
+        let mut kept: Vec<(usize, usize)> = Vec::new();
+        for &(s, l) in &matches {
+            if !seen[s] && !seen[s + l - 1] {
+                kept.push((s, l));
+            }
+            for x in seen.iter_mut().skip(s).take(l) {
+                *x = true;
+            }
+        }
+        kept.sort_unstable();
+        let mut new_toks: Vec<Tok> = Vec::with_capacity(n + 4);
+        new_toks.extend_from_slice(&toks[..first]);
+        let mut i = first;
+        let mut k = 0;
+        while i < n {
+            if k < kept.len() && kept[k].0 == i {
+                let (s, l) = kept[k];
+                k += 1;
+                let (a, b) = (toks[s].0, toks[s + l - 1].1);
+                // span.text: tokens joined with their whitespace = the text slice
+                if let Some(pieces) = self.specials.get(&text[a..b]) {
+                    let mut p = a;
+                    for piece in pieces.iter() {
+                        new_toks.push((p, p + piece.len()));
+                        p += piece.len();
+                    }
+                } else {
+                    new_toks.extend_from_slice(&toks[s..s + l]);
+                }
+                i = s + l;
+            } else {
+                new_toks.push(toks[i]);
+                i += 1;
+            }
+        }
+        *toks = new_toks;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(sp: &SpacyEn, s: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        sp.tokenize(s, &mut v);
+        v.iter().map(|&(a, b)| s[a..b].to_string()).collect()
+    }
+
+    // Expected outputs checked against `spacy.blank('en')` (spaCy 3.8.18).
+    #[test]
+    fn spacy_cases() {
+        let sp = SpacyEn::new();
+        let cases: &[(&str, &[&str])] = &[
+            ("don't can't won't", &["do", "n't", "ca", "n't", "wo", "n't"]),
+            ("i'm gonna (don't)", &["i", "'m", "gon", "na", "(", "do", "n't", ")"]),
+            ("the u.s. and e.g. u.k.", &["the", "u.s.", "and", "e.g.", "u.k."]),
+            ("mail me at john.doe@example.com!", &["mail", "me", "at", "john.doe@example.com", "!"]),
+            ("see www.imdb.com/title/tt0111161/ now", &["see", "www.imdb.com/title/tt0111161/", "now"]),
+            ("http://example.org.", &["http://example.org", "."]),
+            ("wait... what?!", &["wait", "...", "what", "?", "!"]),
+            ("nice :) :-( <3 ^_^", &["nice", ":)", ":-(", "<3", "^_^"]),
+            ("1,000,000 dollars $5 5$ 10km 3.5", &["1,000,000", "dollars", "$", "5", "5", "$", "10", "km", "3.5"]),
+            ("well-known a-b-c 5-6 x--y", &["well", "-", "known", "a", "-", "b", "-", "c", "5", "-", "6", "x", "--", "y"]),
+            ("a\n\nb \n c", &["a", "\n\n", "b", "\n ", "c"]),
+            ("a\u{85}b", &["a", "\u{85}", "b"]),
+            ("''hello'' x-a.", &["''", "hello", "''", "x", "-", "a."]),
+            ("movie.the end.", &["movie.the", "end", "."]),
+            ("xxbos xxmaj it 's", &["xxbos", "xxmaj", "it", "'s"]),
+        ];
+        for (s, exp) in cases {
+            assert_eq!(tok(&sp, s), *exp, "{s:?}");
+        }
+    }
+}
