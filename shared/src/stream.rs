@@ -111,9 +111,19 @@ impl<'de> Deserialize<'de> for TokenDoc<'de> {
     }
 }
 
-/// Parses one JSON line. The error is serde_json's message (with column).
+/// Parses one JSON line. The error is serde_json's message with the column.
 pub fn parse_json_line(line: &[u8]) -> Result<TokenDoc<'_>, String> {
-    serde_json::from_slice::<TokenDoc>(line).map_err(|e| e.to_string())
+    serde_json::from_slice::<TokenDoc>(line).map_err(|e| json_error(&e))
+}
+
+/// serde_json's message for an error within one line: "… at column N" (the caller names the line).
+pub fn json_error(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    let msg = match s.rfind(" at line ") {
+        Some(i) => &s[..i],
+        None => &s,
+    };
+    format!("{msg} at column {}", e.column())
 }
 
 /// Parses one plain-text line: tokens separated by ASCII whitespace.

@@ -286,7 +286,7 @@ impl Source for JsonlSource {
                     continue;
                 }
                 let v: serde_json::Map<String, Value> = serde_json::from_str(&s)
-                    .map_err(|e| anyhow!("{}: {loc}: invalid JSON: {e}", self.name))?;
+                    .map_err(|e| anyhow!("{}: {loc}: invalid JSON: {}", self.name, shared::stream::json_error(&e)))?;
                 let mut parts = Vec::with_capacity(self.cols.text.len());
                 for c in &self.cols.text {
                     let t = v.get(c).ok_or_else(|| {

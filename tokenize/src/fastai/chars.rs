@@ -68,16 +68,6 @@ pub fn is_alpha_upper(c: char) -> bool {
     }
 }
 
-/// spaCy `ALPHA_LOWER` (includes the uncased scripts, e.g. CJK).
-#[inline]
-pub fn is_alpha_lower(c: char) -> bool {
-    if c.is_ascii() {
-        c.is_ascii_lowercase()
-    } else {
-        in_ranges(tables::ALPHA_LOWER, c)
-    }
-}
-
 /// spaCy `LIST_ICONS` (symbols, emoji); contains no ASCII.
 #[inline]
 pub fn is_icon(c: char) -> bool {
@@ -96,7 +86,6 @@ mod tests {
             assert_eq!(is_py_word(c), in_ranges(tables::PY_WORD, c), "word {b}");
             assert_eq!(is_alpha(c), in_ranges(tables::ALPHA, c), "alpha {b}");
             assert_eq!(is_alpha_upper(c), in_ranges(tables::ALPHA_UPPER, c), "upper {b}");
-            assert_eq!(is_alpha_lower(c), in_ranges(tables::ALPHA_LOWER, c), "lower {b}");
             assert_eq!(is_icon(c), in_ranges(tables::ICONS, c), "icon {b}");
         }
     }

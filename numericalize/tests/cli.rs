@@ -1,0 +1,35 @@
+//! CLI contract of numericalize: help, exit codes, stdout summary.
+
+use std::process::Command;
+
+fn numericalize() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_numericalize"))
+}
+
+#[test]
+fn help_lists_exit_codes_and_an_example() {
+    let o = numericalize().arg("--help").output().unwrap();
+    assert!(o.status.success());
+    let s = String::from_utf8(o.stdout).unwrap();
+    assert!(s.contains("Exit codes:") && s.contains("130") && s.contains("numericalize -o shards/"), "{s}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = numericalize().arg("--no-such-flag").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = numericalize().args(["--valid-pct", "0.1", "--split-col", "x", "-o", "/tmp/x"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn empty_input_gives_a_valid_empty_shard_set() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("s");
+    let o = numericalize().arg("-o").arg(&out).arg("-q").stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let set = shared::shards::ShardSet::open(&out).unwrap();
+    assert_eq!(set.manifest.docs, 0);
+    assert_eq!(set.split("train").unwrap().docs(), 0);
+    assert_eq!(set.vocab.len(), 16);
+}
