@@ -117,41 +117,49 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     for input in inputs {
         let (hasher, _) = parse::for_each_chunk(input, a.read.input_format, |name, chunk, format| {
             let docs = parse::parse_chunk(name, chunk, format, a.read.lossy)?;
-            let ids: Vec<Vec<u32>> = match &mut mapping {
+            // Each document's ids, little-endian u32, ready for the spool.
+            let encoded: Vec<(Vec<u8>, u32)> = match &mut mapping {
                 Mapping::Apply { vocab, unk } => {
-                    let (ids, unks): (Vec<Vec<u32>>, Vec<u64>) = docs
+                    let vocab = &*vocab;
+                    let unk_id = vocab.unk_id();
+                    let (enc, unks): (Vec<(Vec<u8>, u32)>, Vec<u64>) = docs
                         .par_iter()
+                        .with_min_len(16)
                         .map(|d| {
-                            let unk_id = vocab.unk_id();
                             let mut n_unk = 0;
-                            let ids = d
-                                .tokens
-                                .iter()
-                                .map(|t| match vocab.get(t) {
-                                    Some(i) => i,
-                                    None => {
-                                        n_unk += 1;
-                                        unk_id
-                                    }
-                                })
-                                .collect();
-                            (ids, n_unk)
+                            let mut bytes = Vec::with_capacity(d.tokens.len() * 4);
+                            for t in &d.tokens {
+                                let id = vocab.get(t).unwrap_or_else(|| {
+                                    n_unk += 1;
+                                    unk_id
+                                });
+                                bytes.extend_from_slice(&id.to_le_bytes());
+                            }
+                            ((bytes, d.tokens.len() as u32), n_unk)
                         })
                         .unzip();
                     *unk += unks.iter().sum::<u64>();
-                    ids
+                    enc
                 }
-                Mapping::Build(dict) => {
-                    docs.iter().map(|d| d.tokens.iter().map(|t| dict.add(t, 1)).collect()).collect()
-                }
+                Mapping::Build(dict) => docs
+                    .iter()
+                    .map(|d| {
+                        let mut bytes = Vec::with_capacity(d.tokens.len() * 4);
+                        for t in &d.tokens {
+                            bytes.extend_from_slice(&dict.add(t, 1).to_le_bytes());
+                        }
+                        (bytes, d.tokens.len() as u32)
+                    })
+                    .collect(),
             };
-            for (d, ids) in docs.iter().zip(&ids) {
-                let len = u32::try_from(ids.len()).with_context(|| format!("{name}: line {}: document too long", d.line))?;
+            for (d, (bytes, len)) in docs.iter().zip(&encoded) {
+                if d.tokens.len() > u32::MAX as usize {
+                    bail!("{name}: line {}: document too long", d.line);
+                }
+                let len = *len;
                 doc_lens.push(len);
                 n_tokens += len as u64;
-                buf.clear();
-                buf.extend(ids.iter().flat_map(|i| i.to_le_bytes()));
-                spool.write_all(&buf).context("writing the temporary spool file")?;
+                spool.write_all(bytes).context("writing the temporary spool file")?;
                 fields.push(&d.fields);
                 if let Some(col) = &a.split_col {
                     let has = fields.index.get(col.as_str()).and_then(|&i| fields.cols[i].get(fields.docs - 1));

@@ -12,12 +12,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use ahash::AHashMap;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use shared::cli::CommonArgs;
 use shared::input::Input;
 use shared::metrics::{Event, Metrics};
+use shared::tokmap::TokenMap;
 use shared::vocab::{Vocab, VOCAB_FILE};
 
 use crate::args::{CountArgs, MergeArgs};
@@ -29,7 +29,7 @@ pub const COUNTS_VERSION: u32 = 1;
 /// Token → provisional id (first-seen order) with counts.
 #[derive(Debug, Default)]
 pub struct Dict {
-    map: AHashMap<String, u32>,
+    map: TokenMap,
     pub itos: Vec<String>,
     pub counts: Vec<u64>,
 }
@@ -37,14 +37,14 @@ pub struct Dict {
 impl Dict {
     #[inline]
     pub fn add(&mut self, tok: &str, n: u64) -> u32 {
-        if let Some(&id) = self.map.get(tok) {
+        let next = self.itos.len() as u32;
+        let id = self.map.get_or_insert(tok, next);
+        if id == next {
+            self.itos.push(tok.to_string());
+            self.counts.push(n);
+        } else {
             self.counts[id as usize] += n;
-            return id;
         }
-        let id = self.itos.len() as u32;
-        self.map.insert(tok.to_string(), id);
-        self.itos.push(tok.to_string());
-        self.counts.push(n);
         id
     }
 

@@ -50,8 +50,8 @@ fn parse_line<'a>(name: &str, n: u64, line: &'a [u8], format: StreamFormat, loss
                 return Ok(None); // blank lines carry no document in JSON lines
             }
             let parsed = match &text {
-                Cow::Borrowed(s) => stream::parse_json_line(s.as_bytes()),
-                Cow::Owned(s) => stream::parse_json_line(s.as_bytes()).map(owned),
+                Cow::Borrowed(s) => stream::parse_json_str(s),
+                Cow::Owned(s) => stream::parse_json_str(s).map(owned),
             };
             parsed.map_err(|e| anyhow!("{name}: line {n}: invalid token-stream JSON: {e}"))?
         }

@@ -27,6 +27,7 @@ pub mod input;
 pub mod metrics;
 pub mod progress;
 pub mod shards;
+pub mod tokmap;
 pub mod stream;
 pub mod vocab;
 

@@ -113,7 +113,63 @@ impl<'de> Deserialize<'de> for TokenDoc<'de> {
 
 /// Parses one JSON line. The error is serde_json's message with the column.
 pub fn parse_json_line(line: &[u8]) -> Result<TokenDoc<'_>, String> {
-    serde_json::from_slice::<TokenDoc>(line).map_err(|e| json_error(&e))
+    match std::str::from_utf8(line) {
+        Ok(s) => parse_json_str(s),
+        Err(_) => serde_json::from_slice::<TokenDoc>(line).map_err(|e| json_error(&e)),
+    }
+}
+
+/// Parses one JSON line that is already known to be valid UTF-8.
+///
+/// The common shape, `{"tokens":["a","b",...]` with no escapes in the tokens, is scanned
+/// directly (tokens borrow from the line); anything else goes through serde_json, which also
+/// produces the error messages. Both paths give the same result.
+pub fn parse_json_str(line: &str) -> Result<TokenDoc<'_>, String> {
+    if let Some(doc) = fast_json(line) {
+        return Ok(doc);
+    }
+    serde_json::from_str::<TokenDoc>(line).map_err(|e| json_error(&e))
+}
+
+fn fast_json(line: &str) -> Option<TokenDoc<'_>> {
+    let rest = line.strip_prefix("{\"tokens\":[")?;
+    let b = rest.as_bytes();
+    let mut tokens = Vec::with_capacity(b.len() / 6 + 1);
+    let mut i = 0;
+    if b.first() == Some(&b']') {
+        i = 1;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let start = i + 1;
+            let len = memchr::memchr2(b'"', b'\\', &b[start..])?;
+            let end = start + len;
+            if b[end] != b'"' || b[start..end].iter().any(|&c| c < 0x20) {
+                return None; // escapes or raw control characters: let serde_json decide
+            }
+            // `end` is at an ASCII quote, so both ends are char boundaries.
+            tokens.push(Cow::Borrowed(&rest[start..end]));
+            i = end + 1;
+            match b.get(i)? {
+                b',' => i += 1,
+                b']' => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    let tail = rest[i..].trim_end();
+    if tail == "}" {
+        return Some(TokenDoc { tokens, fields: Vec::new() });
+    }
+    let fields_json = tail.strip_prefix(',')?;
+    let obj = format!("{{\"tokens\":[],{fields_json}");
+    let parsed = serde_json::from_str::<TokenDoc>(&obj).ok()?;
+    Some(TokenDoc { tokens, fields: parsed.fields })
 }
 
 /// serde_json's message for an error within one line: "… at column N" (the caller names the line).
@@ -220,6 +276,26 @@ mod tests {
         assert_eq!(d.tokens, vec!["xxbos", "a \"q\"", "\n\n"]);
         assert!(matches!(d.tokens[0], Cow::Borrowed(_)));
         assert_eq!(d.fields, fields);
+    }
+
+    #[test]
+    fn fast_and_serde_paths_agree() {
+        for line in [
+            r#"{"tokens":["xxbos","a","b"]}"#,
+            r#"{"tokens":[]}"#,
+            r#"{"tokens":[],"x":1}"#,
+            r#"{"tokens":["a\"b","c"],"label":"pos"}"#,
+            r#"{"tokens":["é","ü"],"label":"pos","n":null,"v":[1,2]}"#,
+            r#"{"tokens":["a"],"z":1,"a":2}  "#,
+        ] {
+            let fast = parse_json_str(line).unwrap();
+            let slow: TokenDoc = serde_json::from_str(line).unwrap();
+            assert_eq!(fast, slow, "{line}");
+        }
+        // a raw tab inside a string is invalid JSON on both paths
+        assert!(parse_json_str("{\"tokens\":[\"a\tb\"]}").is_err());
+        assert!(parse_json_str(r#"{"tokens":["a"],}"#).is_err());
+        assert!(parse_json_str(r#"{"tokens":["a" "b"]}"#).is_err());
     }
 
     #[test]

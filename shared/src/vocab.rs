@@ -65,7 +65,7 @@ struct VocabFile {
 pub struct Vocab {
     itos: Vec<String>,
     counts: Vec<u64>,
-    stoi: AHashMap<String, u32>,
+    stoi: crate::tokmap::TokenMap,
     hash: String,
 }
 
@@ -89,10 +89,10 @@ impl Vocab {
     }
 
     fn from_parts(itos: Vec<String>, counts: Vec<u64>) -> Vocab {
-        let mut stoi = AHashMap::with_capacity(itos.len());
+        let mut stoi = crate::tokmap::TokenMap::with_capacity(itos.len());
         for (i, t) in itos.iter().enumerate() {
             // First occurrence wins (several `xxfake` share id of the first).
-            stoi.entry(t.clone()).or_insert(i as u32);
+            stoi.get_or_insert(t, i as u32);
         }
         let hash = hash_itos(&itos);
         Vocab { itos, counts, stoi, hash }
@@ -146,7 +146,7 @@ impl Vocab {
     /// Id of `token`, if present.
     #[inline]
     pub fn get(&self, token: &str) -> Option<u32> {
-        self.stoi.get(token).copied()
+        self.stoi.get(token)
     }
 
     /// Id of `token`, or `xxunk`'s.
@@ -156,7 +156,7 @@ impl Vocab {
     }
 
     pub fn unk_id(&self) -> u32 {
-        self.stoi.get(UNK).copied().unwrap_or(0)
+        self.stoi.get(UNK).unwrap_or(0)
     }
 
     pub fn token(&self, id: u32) -> Option<&str> {
