@@ -1,13 +1,35 @@
 //! Character classes with Python `re` / spaCy semantics.
 //!
 //! The non-ASCII parts come from tables extracted empirically from CPython 3.11's
-//! `re` module and spaCy's `char_classes.py` (see `gen_tables.py`), so `\s`, `\w`
+//! `re` module and spaCy's `char_classes.py` (see `tests/peer/gen_tables.py`), so `\s`, `\w`
 //! and spaCy's hand-written `ALPHA*` ranges match the originals code point for code
 //! point. ASCII is answered without a table lookup (checked against the tables by a
 //! unit test).
 
 use super::tables;
 use std::cmp::Ordering;
+
+/// Bit in [`ASCII_CLASS`]: Python whitespace.
+pub const C_SPACE: u8 = 1;
+/// Bit in [`ASCII_CLASS`]: Python `\w`.
+pub const C_WORD: u8 = 2;
+
+/// Classes of the ASCII bytes (a table lookup beats the range tests in hot loops).
+pub static ASCII_CLASS: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 128 {
+        let b = i as u8;
+        if matches!(b, 9..=13 | 28..=32) {
+            t[i] |= C_SPACE;
+        }
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            t[i] |= C_WORD;
+        }
+        i += 1;
+    }
+    t
+};
 
 /// Binary search of a sorted, non-overlapping list of inclusive code point ranges.
 #[inline]
@@ -85,8 +107,14 @@ mod tests {
             assert_eq!(is_py_space(c), in_ranges(tables::PY_SPACE, c), "space {b}");
             assert_eq!(is_py_word(c), in_ranges(tables::PY_WORD, c), "word {b}");
             assert_eq!(is_alpha(c), in_ranges(tables::ALPHA, c), "alpha {b}");
-            assert_eq!(is_alpha_upper(c), in_ranges(tables::ALPHA_UPPER, c), "upper {b}");
+            assert_eq!(
+                is_alpha_upper(c),
+                in_ranges(tables::ALPHA_UPPER, c),
+                "upper {b}"
+            );
             assert_eq!(is_icon(c), in_ranges(tables::ICONS, c), "icon {b}");
+            assert_eq!(ASCII_CLASS[b as usize] & C_SPACE != 0, is_py_space(c));
+            assert_eq!(ASCII_CLASS[b as usize] & C_WORD != 0, is_py_word(c));
         }
     }
 

@@ -3,7 +3,7 @@
 //! behaviour of the original Python regex under `re.sub`'s left-to-right,
 //! non-overlapping matching.
 
-use super::chars::{is_py_space, is_py_word};
+use super::chars::{is_py_space, is_py_word, ASCII_CLASS, C_SPACE, C_WORD};
 use super::tables;
 use ahash::AHashMap;
 use std::borrow::Cow;
@@ -48,7 +48,9 @@ impl Default for HtmlUnescaper {
 
 impl HtmlUnescaper {
     pub fn new() -> Self {
-        HtmlUnescaper { entities: tables::HTML5.iter().copied().collect() }
+        HtmlUnescaper {
+            entities: tables::HTML5.iter().copied().collect(),
+        }
     }
 
     /// `html.unescape(s)` (CPython 3.11 `html/__init__.py`): finds
@@ -89,14 +91,19 @@ impl HtmlUnescaper {
         let b = s.as_bytes();
         if j < b.len() && b[j] == b'#' {
             // numeric: `#[0-9]+;?` or `#[xX][0-9a-fA-F]+;?`
-            let (radix, digits_start) = if j + 1 < b.len() && (b[j + 1] == b'x' || b[j + 1] == b'X') {
+            let (radix, digits_start) = if j + 1 < b.len() && (b[j + 1] == b'x' || b[j + 1] == b'X')
+            {
                 (16, j + 2)
             } else {
                 (10, j + 1)
             };
             let mut k = digits_start;
             while k < b.len()
-                && (if radix == 16 { b[k].is_ascii_hexdigit() } else { b[k].is_ascii_digit() })
+                && (if radix == 16 {
+                    b[k].is_ascii_hexdigit()
+                } else {
+                    b[k].is_ascii_digit()
+                })
             {
                 k += 1;
             }
@@ -112,7 +119,11 @@ impl HtmlUnescaper {
                     acc.checked_mul(radix)?.checked_add(v)
                 })
                 .unwrap_or(u32::MAX);
-            let end = if k < b.len() && b[k] == b';' { k + 1 } else { k };
+            let end = if k < b.len() && b[k] == b';' {
+                k + 1
+            } else {
+                k
+            };
             return Some((end, Cow::Owned(numeric_charref(num))));
         }
         // named: `[^\t\n\f <&#;]{1,32};?` (32 *characters*)
@@ -128,7 +139,11 @@ impl HtmlUnescaper {
         if n == 0 {
             return None;
         }
-        let end = if k < b.len() && b[k] == b';' { k + 1 } else { k };
+        let end = if k < b.len() && b[k] == b';' {
+            k + 1
+        } else {
+            k
+        };
         let name = &s[j..end];
         if let Some(rep) = self.entities.get(name) {
             return Some((end, Cow::Borrowed(rep)));
@@ -233,30 +248,39 @@ pub fn fix_html<'a>(s: &'a str, unescaper: &HtmlUnescaper) -> Cow<'a, str> {
 /// matching the matches are exactly the maximal runs (>= 3) of one non-space char.
 pub fn replace_rep(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
+    let n = b.len();
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut i = 0;
-    while i < b.len() {
-        let c = s[i..].chars().next().unwrap_or('\0');
-        let w = c.len_utf8();
-        // Fast reject: the next char must be the same bytes.
-        if i + 2 * w <= b.len() && b[i..i + w] == b[i + w..i + 2 * w] {
-            let mut j = i + w;
-            let mut n = 1;
-            while j + w <= b.len() && b[j..j + w] == b[i..i + w] {
-                j += w;
-                n += 1;
-            }
-            if n >= 3 && !is_py_space(c) {
-                let o = out.get_or_insert_with(|| String::with_capacity(s.len() + 32));
-                o.push_str(&s[copied..i]);
-                let _ = write!(o, " {TK_REP} {n} {c} ");
-                copied = j;
-            }
-            i = j;
+    while i < n {
+        let x = b[i];
+        let w = utf8_width(x);
+        // Fast reject: the next two chars must be the same bytes.
+        let run = if w == 1 {
+            i + 2 < n && b[i + 1] == x && b[i + 2] == x
         } else {
+            i + 3 * w <= n
+                && b[i..i + w] == b[i + w..i + 2 * w]
+                && b[i..i + w] == b[i + 2 * w..i + 3 * w]
+        };
+        if !run {
             i += w;
+            continue;
         }
+        let mut j = i + 3 * w;
+        let mut count = 3;
+        while j + w <= n && b[j..j + w] == b[i..i + w] {
+            j += w;
+            count += 1;
+        }
+        let c = char_at(s, i).unwrap_or(' ');
+        if !is_py_space(c) {
+            let o = out.get_or_insert_with(|| String::with_capacity(s.len() + 32));
+            o.push_str(&s[copied..i]);
+            let _ = write!(o, " {TK_REP} {count} {c} ");
+            copied = j;
+        }
+        i = j;
     }
     match out {
         None => Cow::Borrowed(s),
@@ -267,6 +291,57 @@ pub fn replace_rep(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// Width of the UTF-8 sequence starting with lead byte `x`.
+#[inline]
+fn utf8_width(x: u8) -> usize {
+    if x < 0x80 {
+        1
+    } else if x >= 0xF0 {
+        4
+    } else if x >= 0xE0 {
+        3
+    } else {
+        2
+    }
+}
+
+/// Python whitespace test of the char at byte `i` (which must be a char
+/// boundary); returns (is space, byte width).
+#[inline(always)]
+fn space_at(s: &str, i: usize) -> (bool, usize) {
+    let x = s.as_bytes()[i];
+    if x < 0x80 {
+        (ASCII_CLASS[x as usize] & C_SPACE != 0, 1)
+    } else {
+        let c = char_at(s, i).unwrap_or('\0');
+        (is_py_space(c), c.len_utf8())
+    }
+}
+
+/// End of the run of `\w` chars starting at byte `i`.
+#[inline]
+fn word_end(s: &str, mut i: usize) -> usize {
+    let b = s.as_bytes();
+    while i < b.len() {
+        let x = b[i];
+        if x < 0x80 {
+            if ASCII_CLASS[x as usize] & C_WORD != 0 {
+                i += 1;
+            } else {
+                break;
+            }
+        } else {
+            let c = char_at(s, i).unwrap_or(' ');
+            if is_py_word(c) {
+                i += c.len_utf8();
+            } else {
+                break;
+            }
+        }
+    }
+    i
+}
+
 #[inline]
 fn char_at(s: &str, i: usize) -> Option<char> {
     s[i..].chars().next()
@@ -275,11 +350,12 @@ fn char_at(s: &str, i: usize) -> Option<char> {
 /// Skips a run of (Python) whitespace starting at byte `i`; returns its end.
 #[inline]
 fn skip_space(s: &str, mut i: usize) -> usize {
-    while let Some(c) = char_at(s, i) {
-        if !is_py_space(c) {
+    while i < s.len() {
+        let (sp, w) = space_at(s, i);
+        if !sp {
             break;
         }
-        i += c.len_utf8();
+        i += w;
     }
     i
 }
@@ -293,13 +369,7 @@ fn skip_space(s: &str, mut i: usize) -> usize {
 /// `m >= 2` (the m-th copy itself is `word` + whitespace).
 /// Returns (number of copies j, end of the word after the copies, e as char).
 fn wrep_at(s: &str, q: usize) -> Option<(usize, usize, Option<char>)> {
-    let mut k = q;
-    while let Some(c) = char_at(s, k) {
-        if !is_py_word(c) {
-            break;
-        }
-        k += c.len_utf8();
-    }
+    let k = word_end(s, q);
     if k == q {
         return None;
     }
@@ -309,6 +379,9 @@ fn wrep_at(s: &str, q: usize) -> Option<(usize, usize, Option<char>)> {
         return None;
     }
     // Count full copies `word\s+`, remembering where each one starts.
+    if !s.as_bytes()[sp..].starts_with(word.as_bytes()) {
+        return None; // fast reject: the common case
+    }
     let mut pos = sp; // P_j: start after j copies
     let mut m = 0;
     let mut prev_pos = pos;
@@ -350,36 +423,21 @@ pub fn replace_wrep(s: &str) -> Cow<'_, str> {
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut p = 0; // search position of re.sub
-    // Candidate match starts: p == 0 with `^` (word at 0) or any whitespace char
-    // at p (`\s`, word at p + len). At p == 0 Python tries `\s` first, then `^`.
+                   // Candidate match starts: p == 0 with `^` (word at 0) or any whitespace char
+                   // at p (`\s`, word at p + len). At p == 0 Python tries `\s` first, then `^`.
     while p < s.len() {
-        let c = match char_at(s, p) {
-            Some(c) => c,
-            None => break,
-        };
-        let mut found = None;
-        if is_py_space(c) {
-            let q = p + c.len_utf8();
-            if let Some(r) = wrep_at(s, q) {
-                found = Some((q, r));
-            }
+        let (sp, w) = space_at(s, p);
+        let q = if sp {
+            p + w
         } else if p == 0 {
-            if let Some(r) = wrep_at(s, 0) {
-                found = Some((0, r));
-            }
-        }
-        match found {
-            Some((q, (j, after, e))) => {
-                let word = {
-                    let mut k = q;
-                    while let Some(c) = char_at(s, k) {
-                        if !is_py_word(c) {
-                            break;
-                        }
-                        k += c.len_utf8();
-                    }
-                    &s[q..k]
-                };
+            0
+        } else {
+            p += w;
+            continue;
+        };
+        match wrep_at(s, q) {
+            Some((j, after, e)) => {
+                let word = &s[q..word_end(s, q)];
                 let o = out.get_or_insert_with(|| String::with_capacity(s.len() + 32));
                 o.push_str(&s[copied..p]);
                 let _ = write!(o, " {TK_WREP} {} {word} ", j + 2);
@@ -393,7 +451,7 @@ pub fn replace_wrep(s: &str) -> Cow<'_, str> {
                 copied = end;
                 p = end;
             }
-            None => p += c.len_utf8(),
+            None => p += w,
         }
     }
     match out {
@@ -410,27 +468,31 @@ pub fn replace_wrep(s: &str) -> Cow<'_, str> {
 /// ends with one, which is exactly collapsing every run of spaces.
 pub fn spec_add_spaces_rm_useless(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
-    let needs = b.iter().zip(b.iter().skip(1)).any(|(&x, &y)| x == b' ' && y == b' ')
-        || b.iter().any(|&x| matches!(x, b'/' | b'#' | b'\\'));
-    if !needs {
+    let n = b.len();
+    // First byte that needs a change: one of `/#\`, or a space followed by a space.
+    let first = (0..n).find(|&i| match b[i] {
+        b'/' | b'#' | b'\\' => true,
+        b' ' => i + 1 < n && b[i + 1] == b' ',
+        _ => false,
+    });
+    let Some(first) = first else {
         return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    let mut copied = 0;
-    for (i, &x) in b.iter().enumerate() {
-        match x {
-            b' ' | b'/' | b'#' | b'\\' => {
-                out.push_str(&s[copied..i]);
-                copied = i + 1;
-                if !out.ends_with(' ') {
-                    out.push(' ');
-                }
-                if x != b' ' {
-                    out.push(x as char);
-                    out.push(' ');
-                }
+    };
+    let mut out = String::with_capacity(n + 16);
+    out.push_str(&s[..first]);
+    let mut copied = first;
+    for i in first..n {
+        let x = b[i];
+        if matches!(x, b' ' | b'/' | b'#' | b'\\') {
+            out.push_str(&s[copied..i]);
+            copied = i + 1;
+            if !out.ends_with(' ') {
+                out.push(' ');
             }
-            _ => {}
+            if x != b' ' {
+                out.push(x as char);
+                out.push(' ');
+            }
         }
     }
     out.push_str(&s[copied..]);
@@ -450,58 +512,62 @@ pub fn spec_add_spaces_rm_useless(s: &str) -> Cow<'_, str> {
 /// * then everything is lowercased (`str.lower()`, full Unicode mapping; final
 ///   sigma depends only on the word, so lowercasing word by word is the same).
 pub fn caps_maj_lower_into(s: &str, out: &mut String) {
+    let base = out.len();
     out.push_str(BOS);
     out.push(' ');
     let t = strip_py(s);
-    let mut i = 0;
     let b = t.as_bytes();
+    let mut i = 0;
+    let mut copied = 0; // t[..copied] is in `out`
     while i < b.len() {
-        // whitespace run: copied as is
-        let c = char_at(t, i).unwrap_or(' ');
-        if is_py_space(c) {
-            out.push(c);
-            i += c.len_utf8();
+        let (sp, w) = space_at(t, i);
+        if sp {
+            i += w;
             continue;
         }
-        // word
+        // a word: the maximal run of non-space chars
         let start = i;
         let mut ascii = true;
         while i < b.len() {
-            if b[i] < 0x80 {
-                if matches!(b[i], 9..=13 | 28..=32) {
-                    break;
-                }
-                i += 1;
-            } else {
-                let c = char_at(t, i).unwrap_or(' ');
-                if is_py_space(c) {
-                    break;
-                }
-                ascii = false;
-                i += c.len_utf8();
+            let (sp, w) = space_at(t, i);
+            if sp {
+                break;
             }
+            ascii &= w == 1;
+            i += w;
         }
-        let word = &t[start..i];
-        let wb = word.as_bytes();
-        if wb[0].is_ascii_uppercase() {
-            let long = word.chars().nth(1).is_some();
+        let wb = &b[start..i];
+        let marker = if wb[0].is_ascii_uppercase() {
             if !wb.iter().any(u8::is_ascii_lowercase) {
-                if long {
-                    out.push_str(TK_UP);
-                    out.push(' ');
-                }
+                // all caps; `len(word) > 1` in characters
+                (wb.len() > 1).then_some(TK_UP)
             } else if !wb[1..].iter().any(u8::is_ascii_uppercase) {
                 // has a lower-case letter, so it is longer than one char
-                out.push_str(TK_MAJ);
+                Some(TK_MAJ)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        if marker.is_some() || !ascii {
+            out.push_str(&t[copied..start]);
+            if let Some(m) = marker {
+                out.push_str(m);
                 out.push(' ');
             }
-        }
-        if ascii {
-            out.extend(wb.iter().map(|&x| x.to_ascii_lowercase() as char));
-        } else {
-            out.push_str(&word.to_lowercase());
+            if ascii {
+                out.push_str(&t[start..i]);
+            } else {
+                out.push_str(&t[start..i].to_lowercase());
+            }
+            copied = i;
         }
     }
+    out.push_str(&t[copied..]);
+    // ASCII letters left (non-ASCII words were lowercased above; lowercasing
+    // never produces ASCII upper case, so this is idempotent on them).
+    out[base..].make_ascii_lowercase();
 }
 
 /// Python `str.strip()` (strips `str.isspace()` chars).
@@ -529,24 +595,36 @@ mod tests {
         assert_eq!(fix_html("Hello...world", &u), "Hello …world");
         assert_eq!(fix_html("a....b", &u), "a ….b");
         assert_eq!(fix_html("&amp;quot;", &u), "&&'");
-        assert_eq!(fix_html("x &lt;3 &gt; &#8230; &eacute &notit; &#x41;", &u), "x <3 > … é ¬it; A");
+        assert_eq!(
+            fix_html("x &lt;3 &gt; &#8230; &eacute &notit; &#x41;", &u),
+            "x <3 > … é ¬it; A"
+        );
         assert_eq!(fix_html("a &nbsp; b", &u), "a &  b");
         assert_eq!(fix_html("<unk> \\n \\\"", &u), "xxunk \n \"");
         assert_eq!(fix_html("1 @,@ 2 @.@ 5 @-@ 6", &u), "1 @,@ 2.5-6");
-        assert_eq!(fix_html("&#150; &#0; &#x110000; &#1;", &u), "\u{2013} \u{fffd} \u{fffd} ");
+        assert_eq!(
+            fix_html("&#150; &#0; &#x110000; &#1;", &u),
+            "\u{2013} \u{fffd} \u{fffd} "
+        );
         assert_eq!(fix_html("& &# &#x; &zz", &u), "& &# &#x; &zz");
     }
 
     #[test]
     fn replace_rep_cases() {
-        assert_eq!(replace_rep("I'm sooooo happy!!!"), "I'm s xxrep 5 o  happy xxrep 3 ! ");
+        assert_eq!(
+            replace_rep("I'm sooooo happy!!!"),
+            "I'm s xxrep 5 o  happy xxrep 3 ! "
+        );
         assert_eq!(replace_rep("aa bb   ccc"), "aa bb    xxrep 3 c ");
         assert_eq!(replace_rep("ééé——"), " xxrep 3 é ——");
     }
 
     #[test]
     fn replace_wrep_cases() {
-        assert_eq!(replace_wrep("I'm very very very happy"), "I'm xxwrep 3 very  happy");
+        assert_eq!(
+            replace_wrep("I'm very very very happy"),
+            "I'm xxwrep 3 very  happy"
+        );
         assert_eq!(replace_wrep("a a a b b b"), " xxwrep 3 a  b b b");
         assert_eq!(replace_wrep("a a a ab"), " xxwrep 3 a  ab");
         assert_eq!(replace_wrep("go go go go."), " xxwrep 4 go .");
@@ -557,7 +635,10 @@ mod tests {
 
     #[test]
     fn spec_add_spaces_and_rm_useless_spaces() {
-        assert_eq!(spec_add_spaces_rm_useless("#hash and/or \\back"), " # hash and / or \\ back");
+        assert_eq!(
+            spec_add_spaces_rm_useless("#hash and/or \\back"),
+            " # hash and / or \\ back"
+        );
         assert_eq!(spec_add_spaces_rm_useless("a  b   c\n  d"), "a b c\n d");
         assert_eq!(spec_add_spaces_rm_useless("plain text"), "plain text");
     }
@@ -565,10 +646,22 @@ mod tests {
     #[test]
     fn caps_maj_lowercase() {
         assert_eq!(caps("I AM SHOUTING"), "xxbos i xxup am xxup shouting");
-        assert_eq!(caps("Hello World, I'm here"), "xxbos xxmaj hello xxmaj world, xxmaj i'm here");
-        assert_eq!(caps("McDonald USA1 A. Élan"), "xxbos mcdonald xxup usa1 xxup a. élan");
-        assert_eq!(caps("  \nLeading and trailing\n "), "xxbos xxmaj leading and trailing");
+        assert_eq!(
+            caps("Hello World, I'm here"),
+            "xxbos xxmaj hello xxmaj world, xxmaj i'm here"
+        );
+        assert_eq!(
+            caps("McDonald USA1 A. Élan"),
+            "xxbos mcdonald xxup usa1 xxup a. élan"
+        );
+        assert_eq!(
+            caps("  \nLeading and trailing\n "),
+            "xxbos xxmaj leading and trailing"
+        );
         assert_eq!(caps(""), "xxbos ");
-        assert_eq!(caps("(Parens) \"Quoted\" U.S. I'M"), "xxbos (parens) \"quoted\" xxup u.s. xxup i'm");
+        assert_eq!(
+            caps("(Parens) \"Quoted\" U.S. I'M"),
+            "xxbos (parens) \"quoted\" xxup u.s. xxup i'm"
+        );
     }
 }

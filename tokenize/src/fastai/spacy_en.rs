@@ -23,9 +23,11 @@
 //! Tokens are byte ranges into the processed text: every token spaCy produces
 //! is a substring of it (special cases' pieces concatenate to the key).
 
-use super::chars::{in_ranges, is_alpha, is_alpha_upper, is_icon, is_py_space};
+use super::chars::{
+    in_ranges, is_alpha, is_alpha_upper, is_icon, is_py_space, ASCII_CLASS, C_SPACE,
+};
 use super::tables;
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashMap;
 use regex::Regex;
 
 /// A token: byte range `start..end` in the text.
@@ -109,8 +111,38 @@ impl UrlMatch {
             }
         }
         cands.into_iter().any(|p| {
-            self.ip_pre.is_match(&s[..p]) && self.ip_rest.is_match(&s[p..]) && !self.ip_excluded.is_match(&s[p..])
+            self.ip_pre.is_match(&s[..p])
+                && self.ip_rest.is_match(&s[p..])
+                && !self.ip_excluded.is_match(&s[p..])
         })
+    }
+}
+
+/// A small set of chars: ASCII as a bit mask, the rest as a sorted list.
+#[derive(Debug, Clone, Default)]
+struct CharSet {
+    ascii: u128,
+    other: Vec<char>,
+}
+
+impl CharSet {
+    fn extend(&mut self, it: impl IntoIterator<Item = char>) {
+        for c in it {
+            if c.is_ascii() {
+                self.ascii |= 1u128 << (c as u32);
+            } else if let Err(p) = self.other.binary_search(&c) {
+                self.other.insert(p, c);
+            }
+        }
+    }
+
+    #[inline]
+    fn contains(&self, c: char) -> bool {
+        if c.is_ascii() {
+            self.ascii & (1u128 << (c as u32)) != 0
+        } else {
+            self.other.binary_search(&c).is_ok()
+        }
     }
 }
 
@@ -124,8 +156,11 @@ struct Pattern {
 #[derive(Debug, Clone)]
 pub struct SpacyEn {
     specials: AHashMap<&'static str, &'static [&'static str]>,
-    prefix_chars: AHashSet<char>,
-    suffix_chars: AHashSet<char>,
+    /// Prefilter for `specials`: bit `min(len, 31)` of `[0][first byte]` and of
+    /// `[1][last byte]` is set for every key (most words fail it, saving a hash).
+    special_filter: Box<[[u32; 256]; 2]>,
+    prefix_chars: CharSet,
+    suffix_chars: CharSet,
     /// `LIST_CURRENCY` then `UNITS`: suffixes after an ASCII digit.
     after_digit: Vec<&'static str>,
     after_digit_max_chars: usize,
@@ -147,6 +182,13 @@ impl Default for SpacyEn {
 impl SpacyEn {
     pub fn new() -> Self {
         let specials: AHashMap<_, _> = tables::EXCEPTIONS.iter().copied().collect();
+        let mut special_filter = Box::new([[0u32; 256]; 2]);
+        for &(k, _) in tables::EXCEPTIONS {
+            let b = k.as_bytes();
+            let bit = 1u32 << b.len().min(31);
+            special_filter[0][b[0] as usize] |= bit;
+            special_filter[1][b[b.len() - 1] as usize] |= bit;
+        }
         let single = |v: &[&'static str]| -> Vec<char> {
             v.iter()
                 .filter(|s| s.chars().count() == 1)
@@ -155,20 +197,30 @@ impl SpacyEn {
         };
         // TOKENIZER_PREFIXES = ["§", "%", "=", "—", "–", r"\+(?![0-9])"] + LIST_PUNCT
         // + LIST_ELLIPSES + LIST_QUOTES + LIST_CURRENCY + LIST_ICONS
-        let mut prefix_chars: AHashSet<char> = "§%=—–".chars().collect();
+        let mut prefix_chars = CharSet::default();
+        prefix_chars.extend("§%=—–".chars());
         prefix_chars.extend(single(tables::LIST_PUNCT));
         prefix_chars.extend(single(tables::LIST_QUOTES));
         prefix_chars.extend(single(tables::LIST_CURRENCY));
         // TOKENIZER_SUFFIXES = LIST_PUNCT + LIST_ELLIPSES + LIST_QUOTES + LIST_ICONS
         // + ["'s", "'S", "’s", "’S", "—", "–"] + look-behind rules
-        let mut suffix_chars: AHashSet<char> = "…—–".chars().collect();
+        let mut suffix_chars = CharSet::default();
+        suffix_chars.extend("…—–".chars());
         suffix_chars.extend(single(tables::LIST_PUNCT));
         suffix_chars.extend(single(tables::LIST_QUOTES));
-        let after_digit: Vec<&'static str> =
-            tables::LIST_CURRENCY.iter().chain(tables::LIST_UNITS.iter()).copied().collect();
-        let after_digit_max_chars = after_digit.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        let after_digit: Vec<&'static str> = tables::LIST_CURRENCY
+            .iter()
+            .chain(tables::LIST_UNITS.iter())
+            .copied()
+            .collect();
+        let after_digit_max_chars = after_digit
+            .iter()
+            .map(|s| s.chars().count())
+            .max()
+            .unwrap_or(0);
         let mut sp = SpacyEn {
             specials,
+            special_filter,
             prefix_chars,
             suffix_chars,
             after_digit,
@@ -185,7 +237,11 @@ impl SpacyEn {
         for &(key, pieces) in tables::EXCEPTIONS {
             let mut infixes = Vec::new();
             sp.find_infixes(key, &mut infixes);
-            if sp.find_prefix(key) == 0 && sp.find_suffix(key) == 0 && infixes.is_empty() && !key.contains(' ') {
+            if sp.find_prefix(key) == 0
+                && sp.find_suffix(key) == 0
+                && infixes.is_empty()
+                && !key.contains(' ')
+            {
                 continue;
             }
             toks.clear();
@@ -205,7 +261,12 @@ impl SpacyEn {
     pub fn matcher_patterns(&self) -> Vec<(String, Vec<String>)> {
         self.patterns
             .iter()
-            .map(|p| (p.toks.concat(), p.toks.iter().map(|s| s.to_string()).collect()))
+            .map(|p| {
+                (
+                    p.toks.concat(),
+                    p.toks.iter().map(|s| s.to_string()).collect(),
+                )
+            })
             .collect()
     }
 
@@ -229,7 +290,7 @@ impl SpacyEn {
         let mut i = 0;
         while i < b.len() {
             let (ws, w) = if b[i] < 0x80 {
-                (matches!(b[i], 9..=13 | 28..=32), 1)
+                (ASCII_CLASS[b[i] as usize] & C_SPACE != 0, 1)
             } else {
                 let c = text[i..].chars().next().unwrap_or('\0');
                 (is_py_space(c), c.len_utf8())
@@ -261,32 +322,39 @@ impl SpacyEn {
         if with_special_cases && self.push_special(text, lo, hi, out) {
             return;
         }
+        // Ranges already known not to be special cases (saves re-hashing the same
+        // string in the loop below and in the attach step).
+        let mut not_special = [(lo, hi), (usize::MAX, 0)];
+        let mut is_special = |a: usize, b: usize| -> bool {
+            if !with_special_cases || not_special.contains(&(a, b)) {
+                return false;
+            }
+            let r = self.special(&text[a..b]).is_some();
+            if !r {
+                not_special[1] = (a, b);
+            }
+            r
+        };
         // _split_affixes
         sufs.clear();
         let mut last_size = 0;
         while lo < hi && hi - lo != last_size {
             let cur = &text[lo..hi];
-            if with_special_cases && self.specials.contains_key(cur) {
+            if is_special(lo, hi) {
                 break;
             }
             last_size = hi - lo;
             let pre = self.find_prefix(cur);
-            if pre != 0 {
-                let minus_pre = &cur[pre..];
-                if !minus_pre.is_empty() && with_special_cases && self.specials.contains_key(minus_pre) {
-                    out.push((lo, lo + pre));
-                    lo += pre;
-                    break;
-                }
+            if pre != 0 && pre < cur.len() && is_special(lo + pre, hi) {
+                out.push((lo, lo + pre));
+                lo += pre;
+                break;
             }
             let suf = self.find_suffix(&cur[pre..]);
-            if suf != 0 {
-                let minus_suf = &cur[..cur.len() - suf];
-                if !minus_suf.is_empty() && with_special_cases && self.specials.contains_key(minus_suf) {
-                    sufs.push((hi - suf, hi));
-                    hi -= suf;
-                    break;
-                }
+            if suf != 0 && cur.len() > suf && is_special(lo, hi - suf) {
+                sufs.push((hi - suf, hi));
+                hi -= suf;
+                break;
             }
             // (pre + suf <= len always holds: the suffix is searched after the prefix)
             if pre != 0 {
@@ -301,8 +369,8 @@ impl SpacyEn {
         // _attach_tokens
         if lo < hi {
             let cur = &text[lo..hi];
-            if with_special_cases && self.push_special(text, lo, hi, out) {
-                // special case
+            if is_special(lo, hi) {
+                self.push_special(text, lo, hi, out);
             } else if self.url.is_match(cur) {
                 out.push((lo, hi));
             } else {
@@ -332,10 +400,24 @@ impl SpacyEn {
         out.extend(sufs.iter().rev());
     }
 
+    /// The special case for `s`, if there is one.
+    #[inline]
+    fn special(&self, s: &str) -> Option<&'static [&'static str]> {
+        let b = s.as_bytes();
+        let bit = 1u32 << b.len().min(31);
+        if b.is_empty()
+            || self.special_filter[0][b[0] as usize] & bit == 0
+            || self.special_filter[1][b[b.len() - 1] as usize] & bit == 0
+        {
+            return None;
+        }
+        self.specials.get(s).copied()
+    }
+
     /// Pushes the special case for `text[lo..hi]`, if there is one.
     #[inline]
     fn push_special(&self, text: &str, lo: usize, hi: usize, out: &mut Vec<Tok>) -> bool {
-        match self.specials.get(&text[lo..hi]) {
+        match self.special(&text[lo..hi]) {
             Some(pieces) => {
                 let mut p = lo;
                 for piece in pieces.iter() {
@@ -374,7 +456,7 @@ impl SpacyEn {
             'U' if s.starts_with("US$") => 3,
             'C' | 'A' if s[1..].starts_with('$') => 2,
             _ => {
-                if self.prefix_chars.contains(&c) || is_icon(c) {
+                if self.prefix_chars.contains(c) || is_icon(c) {
                     c.len_utf8()
                 } else {
                     0
@@ -394,7 +476,7 @@ impl SpacyEn {
         };
         let prev = rev.next();
         let mut best = 0;
-        if self.suffix_chars.contains(&last) || is_icon(last) {
+        if self.suffix_chars.contains(last) || is_icon(last) {
             best = last.len_utf8();
         }
         match last {
@@ -453,7 +535,24 @@ impl SpacyEn {
     fn for_each_infix(&self, s: &str, mut f: impl FnMut(usize, usize)) {
         let b = s.as_bytes();
         // Fast reject for ASCII strings without any infix character.
-        if s.is_ascii() && !b.iter().any(|&x| matches!(x, b'.' | b'+' | b'-' | b'*' | b'^' | b',' | b'~' | b':' | b'<' | b'>' | b'=' | b'/')) {
+        if s.is_ascii()
+            && !b.iter().any(|&x| {
+                matches!(
+                    x,
+                    b'.' | b'+'
+                        | b'-'
+                        | b'*'
+                        | b'^'
+                        | b','
+                        | b'~'
+                        | b':'
+                        | b'<'
+                        | b'>'
+                        | b'='
+                        | b'/'
+                )
+            })
+        {
             return;
         }
         let mut prev: Option<char> = None;
@@ -494,10 +593,15 @@ impl SpacyEn {
         let prev = prev?;
         let next = next_at(pos + clen);
         match c {
-            '+' | '-' | '*' | '^' if prev.is_ascii_digit() && next.is_some_and(|n| n.is_ascii_digit() || n == '-') => {
+            '+' | '-' | '*' | '^'
+                if prev.is_ascii_digit()
+                    && next.is_some_and(|n| n.is_ascii_digit() || n == '-') =>
+            {
                 return Some(pos + clen)
             }
-            '.' if in_ranges(tables::INFIX_DOT_BEFORE, prev) && next.is_some_and(|n| in_ranges(tables::INFIX_DOT_AFTER, n)) => {
+            '.' if in_ranges(tables::INFIX_DOT_BEFORE, prev)
+                && next.is_some_and(|n| in_ranges(tables::INFIX_DOT_AFTER, n)) =>
+            {
                 return Some(pos + clen)
             }
             ',' if is_alpha(prev) && next.is_some_and(is_alpha) => return Some(pos + clen),
@@ -542,8 +646,10 @@ impl SpacyEn {
                     let p = &self.patterns[pi].toks;
                     if i + p.len() <= n && (1..p.len()).all(|k| t(i + k, toks) == p[k]) {
                         let (a, b) = (toks[i].0, toks[i + p.len() - 1].1);
-                        if let Some(pieces) = self.specials.get(&text[a..b]) {
-                            if pieces.len() != p.len() || pieces.iter().zip(p.iter()).any(|(x, y)| x != y) {
+                        if let Some(pieces) = self.special(&text[a..b]) {
+                            if pieces.len() != p.len()
+                                || pieces.iter().zip(p.iter()).any(|(x, y)| x != y)
+                            {
                                 effective = true;
                             }
                         }
@@ -590,7 +696,7 @@ impl SpacyEn {
                 k += 1;
                 let (a, b) = (toks[s].0, toks[s + l - 1].1);
                 // span.text: tokens joined with their whitespace = the text slice
-                if let Some(pieces) = self.specials.get(&text[a..b]) {
+                if let Some(pieces) = self.special(&text[a..b]) {
                     let mut p = a;
                     for piece in pieces.iter() {
                         new_toks.push((p, p + piece.len()));
@@ -624,16 +730,49 @@ mod tests {
     fn spacy_cases() {
         let sp = SpacyEn::new();
         let cases: &[(&str, &[&str])] = &[
-            ("don't can't won't", &["do", "n't", "ca", "n't", "wo", "n't"]),
-            ("i'm gonna (don't)", &["i", "'m", "gon", "na", "(", "do", "n't", ")"]),
-            ("the u.s. and e.g. U.S.", &["the", "u.s", ".", "and", "e.g.", "U.S."]),
-            ("mail me at john.doe@example.com!", &["mail", "me", "at", "john.doe@example.com", "!"]),
-            ("see www.imdb.com/title/tt0111161/ now", &["see", "www.imdb.com/title/tt0111161/", "now"]),
+            (
+                "don't can't won't",
+                &["do", "n't", "ca", "n't", "wo", "n't"],
+            ),
+            (
+                "i'm gonna (don't)",
+                &["i", "'m", "gon", "na", "(", "do", "n't", ")"],
+            ),
+            (
+                "the u.s. and e.g. U.S.",
+                &["the", "u.s", ".", "and", "e.g.", "U.S."],
+            ),
+            (
+                "mail me at john.doe@example.com!",
+                &["mail", "me", "at", "john.doe@example.com", "!"],
+            ),
+            (
+                "see www.imdb.com/title/tt0111161/ now",
+                &["see", "www.imdb.com/title/tt0111161/", "now"],
+            ),
             ("http://example.org.", &["http://example.org", "."]),
             ("wait... what?!", &["wait", "...", "what", "?", "!"]),
             ("nice :) :-( <3 ^_^", &["nice", ":)", ":-(", "<3", "^_^"]),
-            ("1,000,000 dollars $5 5$ 10km 3.5", &["1,000,000", "dollars", "$", "5", "5", "$", "10", "km", "3.5"]),
-            ("well-known a-b-c 5-6 x--y", &["well", "-", "known", "a", "-", "b", "-", "c", "5", "-", "6", "x", "--", "y"]),
+            (
+                "1,000,000 dollars $5 5$ 10km 3.5",
+                &[
+                    "1,000,000",
+                    "dollars",
+                    "$",
+                    "5",
+                    "5",
+                    "$",
+                    "10",
+                    "km",
+                    "3.5",
+                ],
+            ),
+            (
+                "well-known a-b-c 5-6 x--y",
+                &[
+                    "well", "-", "known", "a", "-", "b", "-", "c", "5", "-", "6", "x", "--", "y",
+                ],
+            ),
             ("a\n\nb \n c", &["a", "\n\n", "b", "\n ", "c"]),
             ("a\u{85}b", &["a", "\u{85}", "b"]),
             ("''hello'' x-a.", &["''", "hello", "''", "x", "-", "a."]),
