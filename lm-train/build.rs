@@ -42,7 +42,10 @@ fn main() {
         return;
     };
     if !lib.join("libtorch_cpu.so").exists() && !lib.join("libtorch.so").exists() {
-        println!("cargo:warning=lm-train: {} holds no libtorch; no rpath emitted", lib.display());
+        println!(
+            "cargo:warning=lm-train: {} holds no libtorch; no rpath emitted",
+            lib.display()
+        );
         return;
     }
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());

@@ -70,7 +70,9 @@ pub fn model_tensors(model: &LanguageModel) -> Vec<(String, Tensor)> {
 }
 
 fn to_cpu(v: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
-    v.into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous())).collect()
+    v.into_iter()
+        .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
+        .collect()
 }
 
 /// Resumable part of a checkpoint.
@@ -81,7 +83,13 @@ pub struct Resumable<'a> {
 }
 
 /// Writes a checkpoint to `dir` (replacing it atomically).
-pub fn save(dir: &Path, model: &LanguageModel, vocab: &Vocab, cfg: &CheckpointConfig, resumable: Option<Resumable>) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    model: &LanguageModel,
+    vocab: &Vocab,
+    cfg: &CheckpointConfig,
+    resumable: Option<Resumable>,
+) -> Result<()> {
     let out = AtomicDir::create(dir, true)?;
     let p = out.path();
     Tensor::write_safetensors(&to_cpu(model_tensors(model)), p.join(MODEL_FILE))
@@ -131,14 +139,24 @@ impl Checkpoint {
             );
         }
         if vocab.len() as i64 != config.model.vocab_size {
-            bail!("{}: vocab.json has {} tokens but the model has {} rows", dir.display(), vocab.len(), config.model.vocab_size);
+            bail!(
+                "{}: vocab.json has {} tokens but the model has {} rows",
+                dir.display(),
+                vocab.len(),
+                config.model.vocab_size
+            );
         }
         let mp = dir.join(MODEL_FILE);
         let tensors = Tensor::read_safetensors(&mp)
             .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", mp.display()))?
             .into_iter()
             .collect();
-        Ok(Checkpoint { dir: dir.to_path_buf(), config, vocab, tensors })
+        Ok(Checkpoint {
+            dir: dir.to_path_buf(),
+            config,
+            vocab,
+            tensors,
+        })
     }
 
     /// fastai's `match_embeds`: re-orders the embedding rows and decoder bias from this
@@ -160,13 +178,20 @@ impl Checkpoint {
             })
             .collect();
         let remap = |t: &Tensor| -> Tensor {
-            let mean = t.to_kind(Kind::Float).mean_dim(0, true, Kind::Float).to_kind(t.kind());
+            let mean = t
+                .to_kind(Kind::Float)
+                .mean_dim(0, true, Kind::Float)
+                .to_kind(t.kind());
             let ext = Tensor::cat(&[t.shallow_clone(), mean], 0);
             let last = t.size()[0];
             let ix: Vec<i64> = idx.iter().map(|&i| if i < 0 { last } else { i }).collect();
             ext.index_select(0, &Tensor::from_slice(&ix)).contiguous()
         };
-        let names: Vec<&str> = if self.config.model.tie_weights { vec![EMB, DEC_B] } else { vec![EMB, DEC_W, DEC_B] };
+        let names: Vec<&str> = if self.config.model.tie_weights {
+            vec![EMB, DEC_B]
+        } else {
+            vec![EMB, DEC_W, DEC_B]
+        };
         for name in names {
             if let Some(t) = self.tensors.get(name) {
                 let r = remap(t);
@@ -190,10 +215,19 @@ impl Checkpoint {
         let params = model.named_params();
         for (name, p) in &params {
             let Some(src) = self.tensors.get(name) else {
-                bail!("{}: missing tensor {name} (not a checkpoint of this architecture: {:?})", mp.display(), model.cfg());
+                bail!(
+                    "{}: missing tensor {name} (not a checkpoint of this architecture: {:?})",
+                    mp.display(),
+                    model.cfg()
+                );
             };
             if src.size() != p.size() {
-                bail!("{}: tensor {name} has shape {:?}, the model of config.json needs {:?}", mp.display(), src.size(), p.size());
+                bail!(
+                    "{}: tensor {name} has shape {:?}, the model of config.json needs {:?}",
+                    mp.display(),
+                    src.size(),
+                    p.size()
+                );
             }
         }
         for name in self.tensors.keys() {
@@ -201,13 +235,17 @@ impl Checkpoint {
                 || name == EMB_DP_ALIAS
                 || (name == DEC_W && model.cfg().tie_weights);
             if !known {
-                bail!("{}: unexpected tensor {name} (not a checkpoint of this architecture)", mp.display());
+                bail!(
+                    "{}: unexpected tensor {name} (not a checkpoint of this architecture)",
+                    mp.display()
+                );
             }
         }
         tch::no_grad(|| -> Result<()> {
             for (name, p) in &params {
                 let mut p = p.shallow_clone();
-                p.f_copy_(&self.tensors[name]).with_context(|| format!("{}: loading {name}", mp.display()))?;
+                p.f_copy_(&self.tensors[name])
+                    .with_context(|| format!("{}: loading {name}", mp.display()))?;
             }
             Ok(())
         })
@@ -215,20 +253,30 @@ impl Checkpoint {
 }
 
 /// Reads the resumable part of a checkpoint into `opt` and returns the state and hidden state.
-pub fn read_resumable(dir: &Path, opt: &mut AdamW, device: Device) -> Result<(TrainState, Option<Hidden>)> {
+pub fn read_resumable(
+    dir: &Path,
+    opt: &mut AdamW,
+    device: Device,
+) -> Result<(TrainState, Option<Hidden>)> {
     let sp = dir.join(STATE_FILE);
-    let bytes = std::fs::read(&sp).with_context(|| format!("{}: cannot read (not a resumable checkpoint)", sp.display()))?;
-    let state: TrainState = serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid", sp.display()))?;
+    let bytes = std::fs::read(&sp)
+        .with_context(|| format!("{}: cannot read (not a resumable checkpoint)", sp.display()))?;
+    let state: TrainState =
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid", sp.display()))?;
     let op = dir.join(OPTIMIZER_FILE);
     let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&op)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", op.display()))?
         .into_iter()
         .map(|(n, t)| (n, t.to_device(device)))
         .collect();
-    opt.load_state(&tensors, &state.param_steps).with_context(|| format!("{}", op.display()))?;
+    opt.load_state(&tensors, &state.param_steps)
+        .with_context(|| format!("{}", op.display()))?;
     let mut hidden = Vec::new();
     for l in 0.. {
-        match (tensors.get(&format!("hidden.{l}.h")), tensors.get(&format!("hidden.{l}.c"))) {
+        match (
+            tensors.get(&format!("hidden.{l}.h")),
+            tensors.get(&format!("hidden.{l}.c")),
+        ) {
             (Some(h), Some(c)) => hidden.push((h.shallow_clone(), c.shallow_clone())),
             _ => break,
         }

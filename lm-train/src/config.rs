@@ -74,7 +74,13 @@ impl ModelConfig {
 
     pub fn validate(&self) -> Result<()> {
         if self.vocab_size < 1 || self.emb_sz < 1 || self.n_hid < 1 || self.n_layers < 1 {
-            bail!("model sizes must be positive (vocab {}, emb {}, hid {}, layers {})", self.vocab_size, self.emb_sz, self.n_hid, self.n_layers);
+            bail!(
+                "model sizes must be positive (vocab {}, emb {}, hid {}, layers {})",
+                self.vocab_size,
+                self.emb_sz,
+                self.n_hid,
+                self.n_layers
+            );
         }
         for (name, p) in [
             ("input_p", self.input_p),
@@ -92,8 +98,19 @@ impl ModelConfig {
 
     /// Same shapes (everything but dropouts).
     pub fn same_architecture(&self, other: &ModelConfig) -> bool {
-        (self.emb_sz, self.n_hid, self.n_layers, self.tie_weights, self.out_bias)
-            == (other.emb_sz, other.n_hid, other.n_layers, other.tie_weights, other.out_bias)
+        (
+            self.emb_sz,
+            self.n_hid,
+            self.n_layers,
+            self.tie_weights,
+            self.out_bias,
+        ) == (
+            other.emb_sz,
+            other.n_hid,
+            other.n_layers,
+            other.tie_weights,
+            other.out_bias,
+        )
     }
 }
 
@@ -161,20 +178,37 @@ impl CheckpointConfig {
 
     pub fn load(dir: &Path) -> Result<Self> {
         let p = dir.join(CONFIG_FILE);
-        let bytes = std::fs::read(&p).with_context(|| format!("{}: cannot read (is {} a lm-train checkpoint?)", p.display(), dir.display()))?;
-        let raw: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid JSON", p.display()))?;
+        let bytes = std::fs::read(&p).with_context(|| {
+            format!(
+                "{}: cannot read (is {} a lm-train checkpoint?)",
+                p.display(),
+                dir.display()
+            )
+        })?;
+        let raw: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: invalid JSON", p.display()))?;
         if raw.get("format").and_then(|v| v.as_str()) != Some(CONFIG_FORMAT) {
-            bail!("{}: not a language-model checkpoint config (format is not {CONFIG_FORMAT:?})", p.display());
+            bail!(
+                "{}: not a language-model checkpoint config (format is not {CONFIG_FORMAT:?})",
+                p.display()
+            );
         }
         let version = raw.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
         if version != CONFIG_VERSION as u64 {
             bail!("{}: checkpoint version {version} is not supported (this build reads {CONFIG_VERSION})", p.display());
         }
-        let c: CheckpointConfig = serde_json::from_value(raw).with_context(|| format!("{}: invalid config", p.display()))?;
+        let c: CheckpointConfig = serde_json::from_value(raw)
+            .with_context(|| format!("{}: invalid config", p.display()))?;
         if c.arch != ARCH {
-            bail!("{}: architecture {:?} is not supported (only {ARCH:?})", p.display(), c.arch);
+            bail!(
+                "{}: architecture {:?} is not supported (only {ARCH:?})",
+                p.display(),
+                c.arch
+            );
         }
-        c.model.validate().with_context(|| format!("{}", p.display()))?;
+        c.model
+            .validate()
+            .with_context(|| format!("{}", p.display()))?;
         Ok(c)
     }
 

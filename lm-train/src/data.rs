@@ -70,7 +70,15 @@ impl<'a> LmBatches<'a> {
             acc += offs[d as usize + 1] - offs[d as usize];
             cum.push(acc);
         }
-        Ok(LmBatches { split, order, cum, bs, bptt, bl, n_batches })
+        Ok(LmBatches {
+            split,
+            order,
+            cum,
+            bs,
+            bptt,
+            bl,
+            n_batches,
+        })
     }
 
     /// Sequence length of batch `j`.

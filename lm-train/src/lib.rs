@@ -36,7 +36,16 @@ where
             e.print()?;
             return Ok(0);
         }
-        Err(e) => return Err(anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or("invalid arguments").trim_start_matches("error: "))),
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "{}",
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+            ))
+        }
     };
     run(args)
 }

@@ -33,7 +33,12 @@ pub enum LmEvent {
     },
     /// `--init` loaded a checkpoint; with a different vocab, rows were matched by token string
     /// (fastai's `match_embeds`).
-    LmInit { source: String, vocab_size: u64, matched_tokens: u64, new_tokens: u64 },
+    LmInit {
+        source: String,
+        vocab_size: u64,
+        matched_tokens: u64,
+        new_tokens: u64,
+    },
     /// Every `--log-every` steps: means over the steps since the last record.
     LmStep {
         epoch: u64,
@@ -81,18 +86,31 @@ impl LmMetrics {
     /// `--metrics FILE` (created now, so a bad path fails before training) or stdout.
     pub fn open(path: Option<&Path>) -> Result<Self> {
         match path {
-            None => Ok(LmMetrics { out: Some(Box::new(io::stdout())) }),
-            Some(p) if shared::cli::is_stdio(p) => Ok(LmMetrics { out: Some(Box::new(io::stdout())) }),
+            None => Ok(LmMetrics {
+                out: Some(Box::new(io::stdout())),
+            }),
+            Some(p) if shared::cli::is_stdio(p) => Ok(LmMetrics {
+                out: Some(Box::new(io::stdout())),
+            }),
             Some(p) => {
-                let f = std::fs::File::create(p).with_context(|| format!("{}: cannot create metrics file", p.display()))?;
-                Ok(LmMetrics { out: Some(Box::new(io::BufWriter::new(f))) })
+                let f = std::fs::File::create(p)
+                    .with_context(|| format!("{}: cannot create metrics file", p.display()))?;
+                Ok(LmMetrics {
+                    out: Some(Box::new(io::BufWriter::new(f))),
+                })
             }
         }
     }
 
     pub fn emit(&mut self, event: LmEvent) -> Result<()> {
-        let Some(out) = self.out.as_mut() else { return Ok(()) };
-        let rec = LmRecord { schema: shared::metrics::SCHEMA, tool: crate::TOOL.into(), event };
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        let rec = LmRecord {
+            schema: shared::metrics::SCHEMA,
+            tool: crate::TOOL.into(),
+            event,
+        };
         serde_json::to_writer(&mut *out, &rec)?;
         out.write_all(b"\n")?;
         out.flush().context("writing metrics")?;

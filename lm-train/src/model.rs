@@ -92,8 +92,16 @@ impl AwdLstm {
                 }
             })
             .collect();
-        let encoder = (p / "encoder").var("weight", &[cfg.vocab_size, cfg.emb_sz], Init::Uniform { lo: -0.1, up: 0.1 });
-        AwdLstm { cfg: cfg.clone(), encoder, layers }
+        let encoder = (p / "encoder").var(
+            "weight",
+            &[cfg.vocab_size, cfg.emb_sz],
+            Init::Uniform { lo: -0.1, up: 0.1 },
+        );
+        AwdLstm {
+            cfg: cfg.clone(),
+            encoder,
+            layers,
+        }
     }
 
     /// Zero hidden state for a batch of `bs` (fastai's `reset`).
@@ -101,7 +109,10 @@ impl AwdLstm {
         (0..self.cfg.n_layers)
             .map(|l| {
                 let nh = self.cfg.layer_out(l);
-                (Tensor::zeros([1, bs, nh], (kind, device)), Tensor::zeros([1, bs, nh], (kind, device)))
+                (
+                    Tensor::zeros([1, bs, nh], (kind, device)),
+                    Tensor::zeros([1, bs, nh], (kind, device)),
+                )
             })
             .collect()
     }
@@ -115,8 +126,13 @@ impl AwdLstm {
         let cfg = &self.cfg;
         let mut emb = Tensor::embedding(&self.encoder, words, cfg.pad_token, false, false);
         if train && cfg.embed_p > 0.0 {
-            let mask = dropout_mask(&[cfg.vocab_size, 1], cfg.embed_p, self.encoder.device(), Kind::Float);
-            emb = emb * Tensor::embedding(&mask, words, -1, false, false);
+            let mask = dropout_mask(
+                &[cfg.vocab_size, 1],
+                cfg.embed_p,
+                self.encoder.device(),
+                Kind::Float,
+            );
+            emb *= Tensor::embedding(&mask, words, -1, false, false);
         }
         rnn_dropout(&emb, cfg.input_p, train)
     }
@@ -124,7 +140,13 @@ impl AwdLstm {
     /// Runs the LSTM stack over `x` (batch × seq × emb, already embedded). Returns the last
     /// layer's output (before any output dropout) and the new hidden state, detached (fastai's
     /// truncated BPTT). Computation runs in `precision`; parameters stay fp32.
-    pub fn forward_embedded(&self, x: &Tensor, hidden: &Hidden, train: bool, precision: Precision) -> (Tensor, Hidden) {
+    pub fn forward_embedded(
+        &self,
+        x: &Tensor,
+        hidden: &Hidden,
+        train: bool,
+        precision: Precision,
+    ) -> (Tensor, Hidden) {
         let kind = precision.kind();
         let mut out = x.to_kind(kind);
         let n = self.layers.len();
@@ -135,16 +157,31 @@ impl AwdLstm {
             } else {
                 layer.w_hh_raw.shallow_clone()
             };
-            let params = [layer.w_ih.to_kind(kind), w_hh.to_kind(kind), layer.b_ih.to_kind(kind), layer.b_hh.to_kind(kind)];
+            let params = [
+                layer.w_ih.to_kind(kind),
+                w_hh.to_kind(kind),
+                layer.b_ih.to_kind(kind),
+                layer.b_hh.to_kind(kind),
+            ];
             let hx = [h0.to_kind(kind), c0.to_kind(kind)];
             let (o, h, c) = out.lstm(&hx, &params, true, 1, 0.0, train, false, true);
             new_hidden.push((h.detach(), c.detach()));
-            out = if l + 1 < n { rnn_dropout(&o, self.cfg.hidden_p, train) } else { o };
+            out = if l + 1 < n {
+                rnn_dropout(&o, self.cfg.hidden_p, train)
+            } else {
+                o
+            };
         }
         (out, new_hidden)
     }
 
-    pub fn forward(&self, words: &Tensor, hidden: &Hidden, train: bool, precision: Precision) -> (Tensor, Hidden) {
+    pub fn forward(
+        &self,
+        words: &Tensor,
+        hidden: &Hidden,
+        train: bool,
+        precision: Precision,
+    ) -> (Tensor, Hidden) {
         let x = self.embed(words, train);
         self.forward_embedded(&x, hidden, train, precision)
     }
@@ -153,7 +190,12 @@ impl AwdLstm {
     /// `awd_lstm_lm_split`: one group per LSTM layer (the embedding is added by the caller).
     pub fn layer_params(&self, l: usize) -> Vec<Tensor> {
         let x = &self.layers[l];
-        vec![x.w_ih.shallow_clone(), x.w_hh_raw.shallow_clone(), x.b_ih.shallow_clone(), x.b_hh.shallow_clone()]
+        vec![
+            x.w_ih.shallow_clone(),
+            x.w_hh_raw.shallow_clone(),
+            x.b_ih.shallow_clone(),
+            x.b_hh.shallow_clone(),
+        ]
     }
 }
 
@@ -184,10 +226,22 @@ impl LanguageModel {
         let root = vs.root();
         let encoder = AwdLstm::new(&(&root / "0"), cfg);
         let dec = &root / "1" / "decoder";
-        let dec_weight = (!cfg.tie_weights)
-            .then(|| dec.var("weight", &[cfg.vocab_size, cfg.emb_sz], Init::Uniform { lo: -0.1, up: 0.1 }));
-        let dec_bias = cfg.out_bias.then(|| dec.var("bias", &[cfg.vocab_size], Init::Const(0.0)));
-        LanguageModel { vs, encoder, dec_weight, dec_bias }
+        let dec_weight = (!cfg.tie_weights).then(|| {
+            dec.var(
+                "weight",
+                &[cfg.vocab_size, cfg.emb_sz],
+                Init::Uniform { lo: -0.1, up: 0.1 },
+            )
+        });
+        let dec_bias = cfg
+            .out_bias
+            .then(|| dec.var("bias", &[cfg.vocab_size], Init::Const(0.0)));
+        LanguageModel {
+            vs,
+            encoder,
+            dec_weight,
+            dec_bias,
+        }
     }
 
     pub fn cfg(&self) -> &ModelConfig {
@@ -202,21 +256,34 @@ impl LanguageModel {
         self.dec_weight.as_ref().unwrap_or(&self.encoder.encoder)
     }
 
-    pub fn forward(&self, words: &Tensor, hidden: &Hidden, train: bool, precision: Precision) -> LmOutput {
+    pub fn forward(
+        &self,
+        words: &Tensor,
+        hidden: &Hidden,
+        train: bool,
+        precision: Precision,
+    ) -> LmOutput {
         let (raw_out, hidden) = self.encoder.forward(words, hidden, train, precision);
         let dp_out = rnn_dropout(&raw_out, self.cfg().output_p, train);
         let kind = precision.kind();
         let w = self.decoder_weight().to_kind(kind);
         let b = self.dec_bias.as_ref().map(|b| b.to_kind(kind));
         let logits = dp_out.linear(&w, b.as_ref()).to_kind(Kind::Float);
-        LmOutput { logits, raw_out, dp_out, hidden }
+        LmOutput {
+            logits,
+            raw_out,
+            dp_out,
+            hidden,
+        }
     }
 
     /// fastai's `awd_lstm_lm_split`: `[layer 0] [layer 1] ... [embedding + decoder]`, as the
     /// group index of each parameter name.
     pub fn group_of(&self, name: &str) -> usize {
         let n = self.encoder.layers.len();
-        (0..n).find(|l| name.starts_with(&format!("0.rnns.{l}."))).unwrap_or(n)
+        (0..n)
+            .find(|l| name.starts_with(&format!("0.rnns.{l}.")))
+            .unwrap_or(n)
     }
 
     pub fn n_groups(&self) -> usize {

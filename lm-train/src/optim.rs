@@ -39,16 +39,35 @@ pub struct AdamW {
 
 impl AdamW {
     /// `params`: (name, tensor, group index).
-    pub fn new(params: Vec<(String, Tensor, usize)>, n_groups: usize, sqr_mom: f64, eps: f64, wd: f64) -> Self {
+    pub fn new(
+        params: Vec<(String, Tensor, usize)>,
+        n_groups: usize,
+        sqr_mom: f64,
+        eps: f64,
+        wd: f64,
+    ) -> Self {
         let params = params
             .into_iter()
             .map(|(name, param, group)| {
                 let grad_avg = tch::no_grad(|| param.zeros_like());
                 let sqr_avg = tch::no_grad(|| param.zeros_like());
-                ParamState { name, param, group, grad_avg, sqr_avg, step: 0 }
+                ParamState {
+                    name,
+                    param,
+                    group,
+                    grad_avg,
+                    sqr_avg,
+                    step: 0,
+                }
             })
             .collect();
-        AdamW { params, n_groups, sqr_mom, eps, wd }
+        AdamW {
+            params,
+            n_groups,
+            sqr_mom,
+            eps,
+            wd,
+        }
     }
 
     /// Sets `requires_grad` so that only the groups in `trainable` get gradients
@@ -73,12 +92,23 @@ impl AdamW {
     /// (`torch.nn.utils.clip_grad_norm_`). Returns the norm before clipping.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
         tch::no_grad(|| {
-            let grads: Vec<Tensor> = self.params.iter().map(|p| p.param.grad()).filter(|g| g.defined()).collect();
+            let grads: Vec<Tensor> = self
+                .params
+                .iter()
+                .map(|p| p.param.grad())
+                .filter(|g| g.defined())
+                .collect();
             if grads.is_empty() {
                 return 0.0;
             }
-            let sq: Vec<Tensor> = grads.iter().map(|g| g.square().sum(tch::Kind::Float)).collect();
-            let total = Tensor::stack(&sq, 0).sum(tch::Kind::Float).sqrt().double_value(&[]);
+            let sq: Vec<Tensor> = grads
+                .iter()
+                .map(|g| g.square().sum(tch::Kind::Float))
+                .collect();
+            let total = Tensor::stack(&sq, 0)
+                .sum(tch::Kind::Float)
+                .sqrt()
+                .double_value(&[]);
             let coef = max_norm / (total + 1e-6);
             if coef < 1.0 {
                 for mut g in grads {
@@ -91,7 +121,11 @@ impl AdamW {
 
     /// One step with learning rate `lrs[group]` and β1 = `mom`.
     pub fn step(&mut self, lrs: &[f64], mom: f64) {
-        assert_eq!(lrs.len(), self.n_groups, "one learning rate per layer group");
+        assert_eq!(
+            lrs.len(),
+            self.n_groups,
+            "one learning rate per layer group"
+        );
         let (sqr_mom, eps, wd) = (self.sqr_mom, self.eps, self.wd);
         tch::no_grad(|| {
             for p in &mut self.params {
@@ -131,13 +165,23 @@ impl AdamW {
     }
 
     /// Restores what [`AdamW::state_tensors`] saved.
-    pub fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>, steps: &BTreeMap<String, u64>) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        tensors: &BTreeMap<String, Tensor>,
+        steps: &BTreeMap<String, u64>,
+    ) -> Result<()> {
         for p in &mut self.params {
             for (suffix, dst) in [("grad_avg", &mut p.grad_avg), ("sqr_avg", &mut p.sqr_avg)] {
                 let key = format!("{}.{suffix}", p.name);
-                let Some(src) = tensors.get(&key) else { bail!("optimizer state has no tensor {key}") };
+                let Some(src) = tensors.get(&key) else {
+                    bail!("optimizer state has no tensor {key}")
+                };
                 if src.size() != dst.size() {
-                    bail!("optimizer state {key} has shape {:?}, expected {:?}", src.size(), dst.size());
+                    bail!(
+                        "optimizer state {key} has shape {:?}, expected {:?}",
+                        src.size(),
+                        dst.size()
+                    );
                 }
                 tch::no_grad(|| dst.copy_(src));
             }
@@ -201,7 +245,14 @@ mod tests {
 
     #[test]
     fn one_cycle_matches_fastai_endpoints() {
-        let s = OneCycle { lr_max: vec![1e-2], div: 25.0, div_final: 1e5, pct_start: 0.25, moms: [0.8, 0.7, 0.8], total_steps: 100 };
+        let s = OneCycle {
+            lr_max: vec![1e-2],
+            div: 25.0,
+            div_final: 1e5,
+            pct_start: 0.25,
+            moms: [0.8, 0.7, 0.8],
+            total_steps: 100,
+        };
         assert!((s.lrs(0)[0] - 1e-2 / 25.0).abs() < 1e-12);
         assert!((s.lrs(25)[0] - 1e-2).abs() < 1e-12);
         assert!((s.mom(0) - 0.8).abs() < 1e-12);

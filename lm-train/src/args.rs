@@ -1,0 +1,218 @@
+//! Command-line flags (raw `Args`; `train::Config` is the resolved form).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use shared::cli::{CommonArgs, EXIT_CODES_HELP};
+
+const AFTER_HELP: &str = "\
+Examples:
+  lm-train shards/ -o lm/ --epochs 1                       # from scratch, fastai defaults
+  lm-train shards/ -o lm0/ --init wt103/ --remap-vocab --freeze --epochs 1 --lr 2e-2
+  lm-train shards/ -o lm1/ --init lm0/ --epochs 10 --lr 2e-3 --drop-mult 0.3
+  lm-train shards/ -o lm1/ --resume                        # continue an interrupted run
+  lm-train generate --ckpt lm1/ --prompt \"I liked this movie because\" --n-words 40
+
+Checkpoint (-o DIR, replaced atomically at every epoch end, every --save-every steps, on
+Ctrl-C and at the end): config.json, vocab.json, model.safetensors (fastai tensor names),
+optimizer.safetensors and train_state.json (for --resume).
+
+Metrics: JSON lines on stdout (or --metrics FILE), one object per line with \"type\" one of
+lm_start, lm_init, lm_step, lm_epoch, lm_checkpoint; fields carry units (tokens_per_s,
+elapsed_s).
+
+";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lm-train",
+    version,
+    about = "Train a fastai AWD-LSTM language model (ULMFiT) on a shard set",
+    after_help = format!("{AFTER_HELP}{EXIT_CODES_HELP}"),
+    args_conflicts_with_subcommands = true,
+    args_override_self = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate text from a checkpoint, like fastai's `LMLearner.predict`.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and on CUDA; fp32 otherwise.
+    Auto,
+    Fp32,
+    Bf16,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainArgs {
+    /// Shard set directory (from numericalize).
+    #[arg(value_name = "SHARDS", required = true)]
+    pub shards: Option<PathBuf>,
+    /// Checkpoint directory to create (written atomically).
+    #[arg(short = 'o', long, value_name = "DIR", required = true)]
+    pub output: Option<PathBuf>,
+    /// Replace the output directory if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Continue the run saved in the output directory (same settings, same result).
+    #[arg(long, conflicts_with_all = ["init", "force"])]
+    pub resume: bool,
+    /// Start from this checkpoint's weights (fine-tuning).
+    #[arg(long, value_name = "CKPT")]
+    pub init: Option<PathBuf>,
+    /// With --init: allow a checkpoint whose vocab differs from the shards' (rows matched by
+    /// token string; new tokens get the mean embedding and mean decoder bias).
+    #[arg(long)]
+    pub remap_vocab: bool,
+    /// Train only the last layer group (embedding + decoder), as fastai's `freeze()`.
+    #[arg(long)]
+    pub freeze: bool,
+
+    /// Epochs of the one-cycle schedule.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub epochs: usize,
+    /// Stop after N optimizer steps (the schedule is laid over min(N, epochs × batches)).
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u64>,
+    /// Peak learning rate; one value, or one per layer group, comma-separated (layers, then
+    /// embedding+decoder).
+    #[arg(long, default_value = "1e-3", value_name = "LR", value_delimiter = ',')]
+    pub lr: Vec<f64>,
+    /// One-cycle: start lr = lr / div.
+    #[arg(long, default_value_t = 25.0)]
+    pub div: f64,
+    /// One-cycle: final lr = lr / div_final.
+    #[arg(long, default_value_t = 1e5)]
+    pub div_final: f64,
+    /// One-cycle: fraction of steps with rising lr.
+    #[arg(long, default_value_t = 0.25)]
+    pub pct_start: f64,
+    /// β1 schedule (start, middle, end): fastai's TextLearner moms.
+    #[arg(long, default_values_t = [0.8, 0.7, 0.8], value_delimiter = ',', num_args = 3)]
+    pub moms: Vec<f64>,
+    /// Adam β2 (fastai's sqr_mom).
+    #[arg(long, default_value_t = 0.99)]
+    pub sqr_mom: f64,
+    /// Adam epsilon (fastai: 1e-5).
+    #[arg(long, default_value_t = 1e-5)]
+    pub eps: f64,
+    /// Decoupled weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub wd: f64,
+    /// Clip the global gradient norm to this value (fastai's text learners do not clip by
+    /// default).
+    #[arg(long, value_name = "NORM")]
+    pub clip: Option<f64>,
+    /// Activation regularisation (AR) on the dropped-out last-layer output.
+    #[arg(long, default_value_t = 2.0)]
+    pub alpha: f64,
+    /// Temporal activation regularisation (TAR) on the raw last-layer output.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+
+    /// Batch size (parallel streams).
+    #[arg(long, default_value_t = 64)]
+    pub bs: usize,
+    /// Back-propagation through time: sequence length of a batch.
+    #[arg(long, default_value_t = 72)]
+    pub bptt: usize,
+
+    /// Embedding size (= output size of the last LSTM layer).
+    #[arg(long, value_name = "N")]
+    pub emb_sz: Option<i64>,
+    /// LSTM hidden size.
+    #[arg(long, value_name = "N")]
+    pub n_hid: Option<i64>,
+    /// LSTM layers.
+    #[arg(long, value_name = "N")]
+    pub n_layers: Option<i64>,
+    /// Multiplies every dropout probability (fastai's drop_mult).
+    #[arg(long, default_value_t = 1.0)]
+    pub drop_mult: f64,
+    /// Input dropout (before drop_mult).
+    #[arg(long, default_value_t = 0.25)]
+    pub input_p: f64,
+    /// Weight dropout on hidden-to-hidden weights (before drop_mult).
+    #[arg(long, default_value_t = 0.2)]
+    pub weight_p: f64,
+    /// Embedding row dropout (before drop_mult).
+    #[arg(long, default_value_t = 0.02)]
+    pub embed_p: f64,
+    /// Dropout between LSTM layers (before drop_mult).
+    #[arg(long, default_value_t = 0.15)]
+    pub hidden_p: f64,
+    /// Dropout before the decoder (before drop_mult).
+    #[arg(long, default_value_t = 0.1)]
+    pub output_p: f64,
+
+    /// Seed for initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Compute precision (weights and optimizer state stay fp32).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
+    pub precision: PrecisionArg,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long, default_value = "train", value_name = "NAME")]
+    pub train_split: String,
+    /// Validation split (skipped with a warning when the shard set has none).
+    #[arg(long, default_value = "valid", value_name = "NAME")]
+    pub valid_split: String,
+    /// Write a lm_step metrics record every N steps.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub log_every: u64,
+    /// Also save a checkpoint every N steps (0: only at epoch ends, Ctrl-C and the end).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub save_every: u64,
+    /// Metrics JSON lines to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// Behave as if Ctrl-C came right after step N (save, exit 130): for tests.
+    #[arg(long, value_name = "N", hide = true)]
+    pub stop_after: Option<u64>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateArgs {
+    /// Checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    pub ckpt: PathBuf,
+    /// Text to continue (tokenized as fastai does, with xxbos).
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    pub n_words: usize,
+    /// Sampling temperature (probabilities ^ (1/T)).
+    #[arg(long, default_value_t = 1.0, value_name = "T")]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Allow sampling xxunk (fastai's no_unk=False).
+    #[arg(long)]
+    pub allow_unk: bool,
+    /// Print the tokens, one line, instead of decoded text.
+    #[arg(long)]
+    pub tokens: bool,
+    /// Join words as text (no space before punctuation or contractions) instead of fastai's
+    /// plain space-join.
+    #[arg(long)]
+    pub tidy: bool,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}

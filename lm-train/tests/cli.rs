@@ -1,0 +1,521 @@
+//! lm-train end to end, on tiny models (emb 16, hid 32, 2 layers) and a synthetic shard set.
+//!
+//! Every run is a separate `lm-train` process: torch's random generator is process-global, so
+//! runs in threads of one test binary would draw each other's random numbers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use shared::shards::ShardSetWriter;
+use shared::vocab::Vocab;
+use tch::{Kind, Tensor};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lm-train");
+
+/// A vocab of the special tokens plus `words`.
+fn vocab(words: &[&str]) -> Vocab {
+    let counts: Vec<(String, u64)> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), 1000 - i as u64))
+        .collect();
+    Vocab::build(&counts, usize::MAX, 1)
+}
+
+const WORDS: [&str; 12] = [
+    "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", "park", ".", "and",
+];
+
+/// Documents of a tiny grammar, so a model can learn it: "xxbos the cat sat on the mat . ...".
+fn write_shards(dir: &Path, v: &Vocab, docs: usize, seed: u64) {
+    let mut w = ShardSetWriter::create(dir, false, v.clone(), vec![]).unwrap();
+    let id = |t: &str| v.get(t).unwrap();
+    let sents: [&[&str]; 3] = [
+        &["the", "cat", "sat", "on", "the", "mat", "."],
+        &["a", "dog", "ran", "to", "the", "park", "."],
+        &["the", "dog", "and", "the", "cat", "sat", "."],
+    ];
+    let mut s = seed;
+    for d in 0..docs {
+        let mut ids = vec![id("xxbos")];
+        for _ in 0..4 {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let sent = sents[(s >> 33) as usize % 3];
+            ids.extend(sent.iter().map(|t| id(t)));
+        }
+        let split = if d % 5 == 4 { "valid" } else { "train" };
+        w.push_doc(split, &ids, d as u64, &[]).unwrap();
+    }
+    w.finish(serde_json::json!({}), "test".into()).unwrap();
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    shards: PathBuf,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let shards = dir.join("shards");
+    write_shards(&shards, &vocab(&WORDS), 60, 1);
+    Env {
+        _tmp: tmp,
+        dir,
+        shards,
+    }
+}
+
+const TINY: [&str; 20] = [
+    "--emb-sz",
+    "16",
+    "--n-hid",
+    "32",
+    "--n-layers",
+    "2",
+    "--bs",
+    "4",
+    "--bptt",
+    "8",
+    "--precision",
+    "fp32",
+    "--device",
+    "cpu",
+    "--progress",
+    "none",
+    "--threads",
+    "1",
+    "--seed",
+    "7",
+];
+
+fn lm(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run lm-train")
+}
+
+fn train(e: &Env, out: &Path, extra: &[&str]) -> Output {
+    let mut a: Vec<&str> = vec![e.shards.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    a.extend(TINY);
+    a.extend(extra);
+    lm(&a)
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "lm-train failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn err(o: &Output, code: i32) -> String {
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(code), "expected exit {code}: {e}");
+    e
+}
+
+fn records(stdout: &str, ty: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["type"] == ty)
+        .collect()
+}
+
+fn weights(dir: &Path) -> Vec<(String, Tensor)> {
+    let mut v = Tensor::read_safetensors(dir.join("model.safetensors")).unwrap();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn get(w: &[(String, Tensor)], name: &str) -> Tensor {
+    w.iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no tensor {name}"))
+        .1
+        .shallow_clone()
+}
+
+#[test]
+fn loss_falls_and_metrics_are_reported() {
+    let e = env();
+    let out = e.dir.join("lm");
+    let s = ok(&train(
+        &e,
+        &out,
+        &["--epochs", "4", "--lr", "1e-2", "--log-every", "5"],
+    ));
+    let ep = records(&s, "lm_epoch");
+    assert_eq!(ep.len(), 4, "{s}");
+    let first = ep[0]["train_loss"].as_f64().unwrap();
+    let last = ep[3]["train_loss"].as_f64().unwrap();
+    assert!(last < first - 0.5, "train loss {first} -> {last}");
+    let v0 = ep[0]["valid_loss"].as_f64().unwrap();
+    let v3 = ep[3]["valid_loss"].as_f64().unwrap();
+    assert!(v3 < v0, "valid loss {v0} -> {v3}");
+    assert!((ep[3]["perplexity"].as_f64().unwrap() - v3.exp()).abs() < 1e-6);
+    assert!(ep[3]["accuracy"].as_f64().unwrap() > 0.2);
+    let steps = records(&s, "lm_step");
+    assert!(
+        !steps.is_empty()
+            && steps
+                .iter()
+                .all(|r| r["tokens_per_s"].as_f64().unwrap() > 0.0
+                    && r["schema"] == 1
+                    && r["tool"] == "lm-train")
+    );
+    // checkpoint: fastai names, tied aliases, config, vocab, resumable state
+    let w = weights(&out);
+    let names: Vec<&str> = w.iter().map(|(n, _)| n.as_str()).collect();
+    for n in [
+        "0.encoder.weight",
+        "0.encoder_dp.emb.weight",
+        "0.rnns.0.weight_hh_l0_raw",
+        "0.rnns.0.module.weight_ih_l0",
+        "0.rnns.0.module.bias_ih_l0",
+        "0.rnns.0.module.bias_hh_l0",
+        "0.rnns.1.weight_hh_l0_raw",
+        "1.decoder.weight",
+        "1.decoder.bias",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert_eq!(get(&w, "0.rnns.1.weight_hh_l0_raw").size(), vec![64, 16]);
+    assert_eq!(
+        get(&w, "0.rnns.0.module.weight_ih_l0").size(),
+        vec![128, 16]
+    );
+    assert!(get(&w, "0.encoder.weight").equal(&get(&w, "1.decoder.weight")));
+    for f in [
+        "config.json",
+        "vocab.json",
+        "optimizer.safetensors",
+        "train_state.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    // the output exists now: a second run without --force refuses
+    let e2 = err(&train(&e, &out, &["--steps", "1"]), 2);
+    assert!(e2.contains("already exists"), "{e2}");
+}
+
+#[test]
+fn resume_is_bit_exact() {
+    let e = env();
+    let full = e.dir.join("full");
+    let part = e.dir.join("part");
+    // 60 docs × 29 tokens × 4/5 train → 1392 tokens → bl 347 → 44 batches/epoch; 2 epochs.
+    let args = [
+        "--epochs",
+        "2",
+        "--lr",
+        "5e-3",
+        "--clip",
+        "0.5",
+        "--log-every",
+        "0",
+    ];
+    let a = ok(&train(&e, &full, &args));
+    // stop mid-epoch (hidden state carried), resume, stop again after the epoch boundary
+    let mut a1: Vec<&str> = args.to_vec();
+    a1.extend(["--stop-after", "13"]);
+    let msg = err(&train(&e, &part, &a1), 130);
+    assert!(msg.contains("interrupted"), "{msg}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(part.join("train_state.json")).unwrap()).unwrap();
+    assert_eq!(st["step"], 13);
+    let mut r = vec![
+        e.shards.to_str().unwrap(),
+        "-o",
+        part.to_str().unwrap(),
+        "--resume",
+        "--progress",
+        "none",
+        "--threads",
+        "1",
+        "--log-every",
+        "0",
+    ];
+    r.extend(["--stop-after", "50"]);
+    err(&lm(&r), 130);
+    r.truncate(r.len() - 2);
+    let b = ok(&lm(&r));
+    let (wa, wb) = (weights(&full), weights(&part));
+    assert_eq!(wa.len(), wb.len());
+    for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after resume");
+    }
+    assert_eq!(
+        std::fs::read(full.join("optimizer.safetensors")).unwrap(),
+        std::fs::read(part.join("optimizer.safetensors")).unwrap()
+    );
+    // the last epoch's report is the same too
+    let (ea, eb) = (records(&a, "lm_epoch"), records(&b, "lm_epoch"));
+    assert_eq!(
+        ea.last().unwrap()["valid_loss"],
+        eb.last().unwrap()["valid_loss"]
+    );
+    assert_eq!(
+        ea.last().unwrap()["train_loss"],
+        eb.last().unwrap()["train_loss"]
+    );
+    // resuming a finished run does nothing
+    ok(&lm(&r));
+}
+
+#[test]
+fn init_with_another_vocab_remaps_rows_by_token() {
+    let e = env();
+    let base = e.dir.join("base");
+    ok(&train(&e, &base, &["--steps", "10", "--lr", "1e-2"]));
+    // a new vocab: some words dropped, others new, a different order
+    let words2 = [
+        "park", "zebra", "the", "cat", "yak", "sat", "on", "mat", ".", "dog", "ran", "to", "a",
+        "and",
+    ];
+    let v2 = vocab(&words2);
+    let shards2 = e.dir.join("shards2");
+    write_shards(&shards2, &v2, 40, 3);
+    let out = e.dir.join("remapped");
+    let args = |o: &Path| {
+        let mut a: Vec<String> = vec![
+            shards2.display().to_string(),
+            "-o".into(),
+            o.display().to_string(),
+        ];
+        a.extend(TINY.iter().map(|s| s.to_string()));
+        a.extend(["--init".into(), base.display().to_string()]);
+        a
+    };
+    // without --remap-vocab: refused
+    let a0 = args(&out);
+    let msg = err(&lm(&a0.iter().map(String::as_str).collect::<Vec<_>>()), 2);
+    assert!(
+        msg.contains("--remap-vocab") && msg.contains("vocab"),
+        "{msg}"
+    );
+    let mut a1 = args(&out);
+    a1.extend(["--remap-vocab".into(), "--steps".into(), "0".into()]);
+    let s = ok(&lm(&a1.iter().map(String::as_str).collect::<Vec<_>>()));
+    let init = &records(&s, "lm_init")[0];
+    let v1 = vocab(&WORDS);
+    let matched = v2.itos().iter().filter(|t| v1.get(t).is_some()).count();
+    assert_eq!(init["matched_tokens"], matched as u64);
+    assert_eq!(init["new_tokens"], (v2.len() - matched) as u64);
+    let (wo, wn) = (weights(&base), weights(&out));
+    let (eo, en) = (get(&wo, "0.encoder.weight"), get(&wn, "0.encoder.weight"));
+    let (bo, bn) = (get(&wo, "1.decoder.bias"), get(&wn, "1.decoder.bias"));
+    assert_eq!(en.size(), vec![v2.len() as i64, 16]);
+    let mean = eo.mean_dim(0, false, Kind::Float);
+    let bmean = bo.mean(Kind::Float);
+    for (i, t) in v2.itos().iter().enumerate() {
+        let i = i as i64;
+        match v1.get(t) {
+            Some(j) => {
+                assert!(en.get(i).equal(&eo.get(j as i64)), "row of {t}");
+                assert!(bn.get(i).equal(&bo.get(j as i64)), "bias of {t}");
+            }
+            None => {
+                assert!(
+                    en.get(i).allclose(&mean, 1e-6, 1e-7, false),
+                    "mean row for new token {t}"
+                );
+                assert!(
+                    bn.get(i).allclose(&bmean, 1e-6, 1e-7, false),
+                    "mean bias for new token {t}"
+                );
+            }
+        }
+    }
+    assert!(get(&wn, "1.decoder.weight").equal(&en));
+    // the LSTM weights are carried over unchanged
+    assert!(get(&wn, "0.rnns.1.weight_hh_l0_raw").equal(&get(&wo, "0.rnns.1.weight_hh_l0_raw")));
+    // and the remapped checkpoint trains on the new shards (frozen: only embedding + decoder move)
+    let ft = e.dir.join("ft");
+    let mut a2: Vec<&str> = vec![shards2.to_str().unwrap(), "-o", ft.to_str().unwrap()];
+    a2.extend(TINY);
+    a2.extend(["--init", out.to_str().unwrap(), "--steps", "3", "--freeze"]);
+    ok(&lm(&a2));
+    let wf = weights(&ft);
+    assert!(
+        get(&wf, "0.rnns.0.module.weight_ih_l0").equal(&get(&wn, "0.rnns.0.module.weight_ih_l0"))
+    );
+    assert!(!get(&wf, "0.encoder.weight").equal(&en));
+}
+
+#[test]
+fn divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
+    let e = env();
+    let out = e.dir.join("lm");
+    let o = train(
+        &e,
+        &out,
+        &[
+            "--lr",
+            "1e38",
+            "--save-every",
+            "1",
+            "--epochs",
+            "1",
+            "--wd",
+            "0",
+        ],
+    );
+    let msg = err(&o, 2);
+    assert!(
+        msg.starts_with("lm-train: training diverged") && msg.contains("at step"),
+        "{msg}"
+    );
+    assert_eq!(msg.trim().lines().count(), 1, "{msg}");
+    // the step named is after the last checkpoint, which is still there and loadable
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("train_state.json")).unwrap()).unwrap();
+    let saved = st["step"].as_u64().unwrap();
+    assert!(
+        msg.contains(&format!("step {})", saved)) || msg.contains(&format!("(step {saved})")),
+        "{msg}"
+    );
+    let w = weights(&out);
+    assert!(
+        w.iter()
+            .all(|(_, t)| t.isfinite().all().int64_value(&[]) == 1),
+        "checkpoint holds non-finite weights"
+    );
+}
+
+#[test]
+fn batch_larger_than_the_data_is_an_error() {
+    let e = env();
+    let o = train(&e, &e.dir.join("x"), &["--bs", "64", "--bptt", "72"]);
+    let msg = err(&o, 2);
+    assert!(msg.contains("too few for --bs 64 × --bptt 72"), "{msg}");
+    assert!(!e.dir.join("x").exists());
+}
+
+#[test]
+fn broken_checkpoints_are_refused() {
+    let e = env();
+    let base = e.dir.join("base");
+    ok(&train(&e, &base, &["--steps", "2"]));
+    // another architecture in config.json than in the tensors
+    let wrong = e.dir.join("wrong");
+    copy_dir(&base, &wrong);
+    let cfg = std::fs::read_to_string(wrong.join("config.json"))
+        .unwrap()
+        .replace("\"n_hid\": 32", "\"n_hid\": 48");
+    std::fs::write(wrong.join("config.json"), cfg).unwrap();
+    let o = train(
+        &e,
+        &e.dir.join("o1"),
+        &[
+            "--init",
+            wrong.to_str().unwrap(),
+            "--steps",
+            "1",
+            "--n-hid",
+            "48",
+        ],
+    );
+    let msg = err(&o, 2);
+    assert!(
+        msg.contains("shape") && msg.contains("model.safetensors"),
+        "{msg}"
+    );
+    // a missing tensor
+    let missing = e.dir.join("missing");
+    copy_dir(&base, &missing);
+    let w: Vec<(String, Tensor)> = weights(&base)
+        .into_iter()
+        .filter(|(n, _)| n != "0.rnns.1.weight_hh_l0_raw")
+        .collect();
+    Tensor::write_safetensors(&w, missing.join("model.safetensors")).unwrap();
+    let msg = err(
+        &train(
+            &e,
+            &e.dir.join("o2"),
+            &["--init", missing.to_str().unwrap(), "--steps", "1"],
+        ),
+        2,
+    );
+    assert!(
+        msg.contains("missing tensor 0.rnns.1.weight_hh_l0_raw"),
+        "{msg}"
+    );
+    // size flags that contradict the checkpoint
+    let msg = err(
+        &train(
+            &e,
+            &e.dir.join("o3"),
+            &[
+                "--init",
+                base.to_str().unwrap(),
+                "--steps",
+                "1",
+                "--n-hid",
+                "64",
+            ],
+        ),
+        2,
+    );
+    assert!(msg.contains("--n-hid 64 differs"), "{msg}");
+    // not a checkpoint at all
+    let msg = err(&lm(&["generate", "--ckpt", e.shards.to_str().unwrap()]), 2);
+    assert!(msg.contains("config.json"), "{msg}");
+}
+
+#[test]
+fn generation_is_deterministic_with_a_seed() {
+    let e = env();
+    let base = e.dir.join("base");
+    ok(&train(
+        &e,
+        &base,
+        &["--epochs", "3", "--lr", "1e-2", "--log-every", "0"],
+    ));
+    let g = |seed: &str| {
+        ok(&lm(&[
+            "generate",
+            "--ckpt",
+            base.to_str().unwrap(),
+            "--prompt",
+            "The cat",
+            "--n-words",
+            "20",
+            "--seed",
+            seed,
+            "--temperature",
+            "0.8",
+            "--threads",
+            "1",
+        ]))
+    };
+    let (a, b) = (g("1"), g("1"));
+    assert_eq!(a, b);
+    assert!(a.starts_with("The cat "), "{a}");
+    assert!(a.split_whitespace().count() >= 20, "{a}");
+    let toks = ok(&lm(&[
+        "generate",
+        "--ckpt",
+        base.to_str().unwrap(),
+        "--prompt",
+        "The cat",
+        "--n-words",
+        "5",
+        "--tokens",
+    ]));
+    assert!(toks.starts_with("xxbos xxmaj the cat "), "{toks}");
+}
+
+fn copy_dir(a: &Path, b: &Path) {
+    std::fs::create_dir(b).unwrap();
+    for f in std::fs::read_dir(a).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), b.join(f.file_name())).unwrap();
+    }
+}
