@@ -44,8 +44,8 @@ echo
 
 if on tokenize; then
   BYTES=$(jq -r '.bytes' <(printf '{"bytes":33132823}'))   # text bytes of train.csv's text column (as the peers count)
-  read -r t2 r2 < <(timeit $BIN/tokenize "$L" --keep label --threads 2 -q -o /dev/null --force)
-  read -r t1 r1 < <(timeit $BIN/tokenize "$L" --keep label --threads 1 -q -o /dev/null --force)
+  read -r t2 r2 < <(timeit $BIN/tokenize "$L" --keep label --threads 2 -q -o /dev/null)
+  read -r t1 r1 < <(timeit $BIN/tokenize "$L" --keep label --threads 1 -q -o /dev/null)
   $BIN/tokenize "$L" --keep label --threads 2 -q --metrics "$OUT/tokenize.metrics.jsonl" -o "$OUT/train.tokens.jsonl" --force
   DOCS=$(jq -r .docs "$OUT/tokenize.metrics.jsonl"); TOKS=$(jq -r .tokens "$OUT/tokenize.metrics.jsonl")
   BYTES=$(jq -r .bytes "$OUT/tokenize.metrics.jsonl")

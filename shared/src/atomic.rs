@@ -97,6 +97,9 @@ impl AtomicDir {
     pub fn create(target: impl AsRef<Path>, force: bool) -> Result<Self> {
         let target = target.as_ref().to_path_buf();
         check_target(&target, force)?;
+        if target.exists() && !target.is_dir() {
+            bail!("{}: exists and is not a directory; refusing to replace it", target.display());
+        }
         clean_stale(&target);
         let tmp = temp_sibling(&target, "tmp")?;
         fs::create_dir(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
@@ -153,17 +156,38 @@ impl Drop for AtomicDir {
 }
 
 /// A file that becomes visible under its real name only on [`AtomicFile::commit`].
+///
+/// A target that exists and is not a regular file (`/dev/null`, a FIFO, `/dev/stdout`) is
+/// written directly: renaming a temporary over a device would replace the device.
 #[derive(Debug)]
 pub struct AtomicFile {
     target: PathBuf,
     tmp: PathBuf,
     writer: Option<BufWriter<File>>,
     done: bool,
+    direct: bool,
+}
+
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).map(|m| !m.is_file() && !m.is_dir()).unwrap_or(false)
 }
 
 impl AtomicFile {
     pub fn create(target: impl AsRef<Path>, force: bool) -> Result<Self> {
         let target = target.as_ref().to_path_buf();
+        if is_special(&target) {
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(&target)
+                .with_context(|| format!("{}: cannot open for writing", target.display()))?;
+            return Ok(AtomicFile {
+                tmp: target.clone(),
+                target,
+                writer: Some(BufWriter::with_capacity(1 << 20, f)),
+                done: false,
+                direct: true,
+            });
+        }
         check_target(&target, force)?;
         if target.is_dir() {
             bail!("{}: is a directory", target.display());
@@ -171,7 +195,7 @@ impl AtomicFile {
         clean_stale(&target);
         let tmp = temp_sibling(&target, "tmp")?;
         let f = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        Ok(AtomicFile { target, tmp, writer: Some(BufWriter::with_capacity(1 << 20, f)), done: false })
+        Ok(AtomicFile { target, tmp, writer: Some(BufWriter::with_capacity(1 << 20, f)), done: false, direct: false })
     }
 
     pub fn target(&self) -> &Path {
@@ -184,6 +208,10 @@ impl AtomicFile {
         let f = w.into_inner().map_err(|e| e.into_error()).with_context(|| {
             format!("{}: write failed", self.target.display())
         })?;
+        if self.direct {
+            self.done = true;
+            return Ok(());
+        }
         f.sync_all().with_context(|| format!("{}: sync failed", self.target.display()))?;
         drop(f);
         fs::rename(&self.tmp, &self.target)
@@ -208,7 +236,7 @@ impl Write for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && !self.direct {
             self.writer.take();
             let _ = fs::remove_file(&self.tmp);
         }
@@ -270,6 +298,23 @@ mod tests {
         f.commit().unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"hello");
         assert!(AtomicFile::create(&target, false).is_err());
+    }
+
+    #[test]
+    fn a_directory_never_replaces_a_file_or_device() {
+        assert!(AtomicDir::create("/dev/null", true).unwrap_err().to_string().contains("not a directory"));
+        assert!(!fs::metadata("/dev/null").unwrap().is_file());
+    }
+
+    #[test]
+    fn devices_are_written_in_place_never_replaced() {
+        for force in [false, true] {
+            let mut f = AtomicFile::create("/dev/null", force).unwrap();
+            f.write_all(b"discarded").unwrap();
+            f.commit().unwrap();
+            let m = fs::metadata("/dev/null").unwrap();
+            assert!(!m.is_file(), "/dev/null must stay a device");
+        }
     }
 
     #[test]

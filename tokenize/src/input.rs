@@ -72,7 +72,17 @@ pub trait Source: Send {
     fn next_batch(&mut self, max_bytes: usize) -> Result<Option<Vec<RawDoc>>>;
 }
 
-fn utf8_error(name: &str, loc: &str, bytes: &[u8], lossy: bool) -> Result<String> {
+/// Where in the input a value came from, for error messages (formatted only on error,
+/// not per record).
+struct Line(u64);
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}", self.0)
+    }
+}
+
+fn utf8_error(name: &str, loc: &dyn std::fmt::Display, bytes: &[u8], lossy: bool) -> Result<String> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Ok(s.to_string()),
         Err(_) if lossy => Ok(String::from_utf8_lossy(bytes).into_owned()),
@@ -87,7 +97,11 @@ fn check_encoding(name: &str, head: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn no_nul(name: &str, loc: &str, s: &str) -> Result<()> {
+fn no_nul(name: &str, loc: &dyn std::fmt::Display, s: &str) -> Result<()> {
+    // `contains` is memchr: the byte-by-byte search only runs on the error path.
+    if !s.as_bytes().contains(&0) {
+        return Ok(());
+    }
     if let Some(p) = s.bytes().position(|b| b == 0) {
         bail!("{name}: {loc}: NUL byte at byte {p} (binary input?)");
     }
@@ -184,7 +198,7 @@ impl CsvSource {
         }
         let mut names = Vec::new();
         for (i, h) in headers.iter().enumerate() {
-            let mut h = utf8_error(&name, "header", h, lossy)?;
+            let mut h = utf8_error(&name, &"header", h, lossy)?;
             if i == 0 {
                 h = h.trim_start_matches('\u{feff}').to_string();
             }
@@ -228,14 +242,19 @@ impl Source for CsvSource {
                 break;
             }
             let line = self.record.position().map(|p| p.line()).unwrap_or(0);
-            let loc = format!("line {line}");
+            let loc = Line(line);
             let mut parts = Vec::with_capacity(self.text_idx.len());
             for &i in &self.text_idx {
                 let s = utf8_error(&self.name, &loc, &self.record[i], self.lossy)?;
                 no_nul(&self.name, &loc, &s)?;
                 parts.push(s);
             }
-            let text = self.cols.join(parts.iter().map(String::as_str));
+            // One column is the text itself (`join` would only copy it).
+            let text = if parts.len() == 1 {
+                parts.pop().unwrap_or_default()
+            } else {
+                self.cols.join(parts.iter().map(String::as_str))
+            };
             let mut fields = Vec::with_capacity(self.keep_idx.len());
             for (k, i) in &self.keep_idx {
                 fields.push((k.clone(), Value::String(utf8_error(&self.name, &loc, &self.record[*i], self.lossy)?)));
@@ -280,7 +299,7 @@ impl Source for JsonlSource {
                 break;
             };
             for (n, line) in chunk.lines() {
-                let loc = format!("line {n}");
+                let loc = Line(n);
                 let s = utf8_error(&self.name, &loc, line, self.lossy)?;
                 if s.trim().is_empty() {
                     continue;
@@ -342,7 +361,7 @@ impl Source for LinesSource {
                 break;
             };
             for (n, line) in chunk.lines() {
-                let loc = format!("line {n}");
+                let loc = Line(n);
                 let s = utf8_error(&self.name, &loc, line, self.lossy)?;
                 no_nul(&self.name, &loc, &s)?;
                 if s.trim().is_empty() {
@@ -369,8 +388,8 @@ impl WholeSource {
         check_virtual(&name, &cols, &["text", "path"])?;
         let mut bytes = Vec::new();
         r.read_to_end(&mut bytes).with_context(|| format!("{name}: read failed"))?;
-        let text = utf8_error(&name, "file", &bytes, lossy)?;
-        no_nul(&name, "file", &text)?;
+        let text = utf8_error(&name, &"file", &bytes, lossy)?;
+        no_nul(&name, &"file", &text)?;
         let fields = virtual_fields(&cols, |k| {
             if k == "path" {
                 Value::String(path.display().to_string())
@@ -436,8 +455,8 @@ impl Source for FolderSource {
             let name = p.display().to_string();
             let raw = std::fs::read(&p).with_context(|| format!("{name}: cannot read"))?;
             check_encoding(&name, &raw)?;
-            let text = utf8_error(&name, "file", &raw, self.lossy)?;
-            no_nul(&name, "file", &text)?;
+            let text = utf8_error(&name, &"file", &raw, self.lossy)?;
+            no_nul(&name, &"file", &text)?;
             let rel = p.strip_prefix(&self.root).unwrap_or(&p);
             let label = rel.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned());
             let fields = virtual_fields(&self.cols, |k| match k {

@@ -91,26 +91,56 @@ impl Args {
     }
 }
 
-/// Tokenizes one batch in parallel; returns the JSON lines in input order and the token count.
-pub fn tokenize_batch(tok: &fastai::Tokenizer, docs: &[RawDoc]) -> (Vec<u8>, u64) {
+/// Documents per parallel work item: enough to amortize the per-item costs (a
+/// buffer, a thread-local look-up), few enough to balance a 1 MiB batch over the
+/// threads.
+const DOCS_PER_CHUNK: usize = 16;
+
+thread_local! {
+    /// Each rayon worker's reusable tokenizer buffers (kept across batches).
+    static SCRATCH: std::cell::RefCell<fastai::Scratch> = std::cell::RefCell::default();
+}
+
+/// Appends one document's JSON line, `{"tokens":[...],<fields>}\n`, byte-identical to
+/// `shared::stream::write_json_doc` of its tokens; returns the token count.
+pub fn write_doc_line(tok: &fastai::Tokenizer, sc: &mut fastai::Scratch, d: &RawDoc, out: &mut Vec<u8>) -> u64 {
+    out.extend_from_slice(b"{\"tokens\":[");
+    let n = tok.tokenize_json_into(&d.text, sc, out);
+    out.push(b']');
+    for (k, v) in &d.fields {
+        out.push(b',');
+        shared::stream::write_json_str(out, k);
+        out.push(b':');
+        serde_json::to_writer(&mut *out, v).expect("writing to a Vec");
+    }
+    out.extend_from_slice(b"}\n");
+    n as u64
+}
+
+/// Tokenizes one batch in parallel; returns the JSON lines in input order, as pieces
+/// to be written one after the other, and the token count.
+pub fn tokenize_batch_parts(tok: &fastai::Tokenizer, docs: &[RawDoc]) -> (Vec<Vec<u8>>, u64) {
     let parts: Vec<(Vec<u8>, u64)> = docs
-        .par_iter()
-        .with_min_len(8)
-        .map_init(Vec::new, |toks: &mut Vec<String>, d| {
-            toks.clear();
-            tok.tokenize_into(&d.text, toks);
-            let mut line = Vec::with_capacity(d.text.len() * 2 + 64);
-            shared::stream::write_json_doc(&mut line, toks.iter().map(String::as_str), &d.fields);
-            (line, toks.len() as u64)
+        .par_chunks(DOCS_PER_CHUNK)
+        .map(|chunk| {
+            SCRATCH.with(|sc| {
+                let sc = &mut sc.borrow_mut();
+                // The JSON is about 1.7x the text (quotes and commas); one growth at most.
+                let text: usize = chunk.iter().map(|d| d.text.len()).sum();
+                let mut buf = Vec::with_capacity(text * 2 + 64 * chunk.len());
+                let n = chunk.iter().map(|d| write_doc_line(tok, sc, d, &mut buf)).sum();
+                (buf, n)
+            })
         })
         .collect();
-    let mut out = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
-    let mut n = 0;
-    for (l, k) in parts {
-        out.extend_from_slice(&l);
-        n += k;
-    }
-    (out, n)
+    let n = parts.iter().map(|p| p.1).sum();
+    (parts.into_iter().map(|p| p.0).collect(), n)
+}
+
+/// Tokenizes one batch in parallel; returns the JSON lines in input order and the token count.
+pub fn tokenize_batch(tok: &fastai::Tokenizer, docs: &[RawDoc]) -> (Vec<u8>, u64) {
+    let (parts, n) = tokenize_batch_parts(tok, docs);
+    (parts.concat(), n)
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -132,19 +162,21 @@ pub fn run(args: Args) -> Result<i32> {
         None => Metrics::none("tokenize"),
     };
     enum Out {
-        Stdout(BufWriter<std::io::StdoutLock<'static>>),
+        Stdout(BufWriter<std::io::Stdout>),
         File(AtomicFile),
     }
-    let mut out = match &args.output {
+    let out = match &args.output {
         Some(p) if !shared::cli::is_stdio(p) => Out::File(AtomicFile::create(p, args.force)?),
-        _ => Out::Stdout(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
+        _ => Out::Stdout(BufWriter::with_capacity(1 << 20, std::io::stdout())),
     };
-    let tok = fastai::Tokenizer::new();
     let mode = args.common.progress.resolve(args.common.quiet);
     let mut progress = Progress::new(mode, "tokenize", "docs", None);
     let max_bytes = args.batch_kib.max(1) * 1024;
     let (mut n_docs, mut n_tokens, mut n_bytes) = (0u64, 0u64, 0u64);
-    std::thread::scope(|s| -> Result<()> {
+    // Three stages overlap: a reader thread parses the input into batches, this thread
+    // tokenizes each batch on the rayon pool, and a writer thread writes the previous
+    // batch meanwhile (so the workers do not wait for the output, nor it for them).
+    let out = std::thread::scope(|s| -> Result<Out> {
         let (tx, rx) = mpsc::sync_channel::<Result<Vec<RawDoc>>>(2);
         s.spawn(move || {
             for mut src in sources {
@@ -164,19 +196,47 @@ pub fn run(args: Args) -> Result<i32> {
                 }
             }
         });
+        // Built while the reader parses the first batches (it takes ~15 ms: regexes).
+        let tok = fastai::Tokenizer::new();
+        let (wtx, wrx) = mpsc::sync_channel::<Vec<Vec<u8>>>(2);
+        let writer = s.spawn(move || -> Result<Out> {
+            let mut out = out;
+            for parts in wrx.iter() {
+                for bytes in &parts {
+                    match &mut out {
+                        Out::Stdout(w) => w.write_all(bytes).context("writing stdout")?,
+                        Out::File(f) => {
+                            f.write_all(bytes).with_context(|| format!("{}: write failed", f.target().display()))?
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        });
+        let mut result = Ok(());
         for batch in rx.iter() {
-            let batch = batch?;
-            let (bytes, toks) = tokenize_batch(&tok, &batch);
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            let (parts, toks) = tokenize_batch_parts(&tok, &batch);
             n_docs += batch.len() as u64;
             n_tokens += toks;
             n_bytes += batch.iter().map(|d| d.text.len() as u64).sum::<u64>();
-            match &mut out {
-                Out::Stdout(w) => w.write_all(&bytes).context("writing stdout")?,
-                Out::File(f) => f.write_all(&bytes).with_context(|| format!("{}: write failed", f.target().display()))?,
+            if wtx.send(parts).is_err() {
+                break; // the writer failed: its error is reported below
             }
             progress.inc(batch.len() as u64);
         }
-        Ok(())
+        drop(wtx);
+        // Dropping `rx` (end of scope) stops the reader if we stopped early.
+        drop(rx);
+        let out = writer.join().map_err(|_| anyhow!("the writer thread panicked"))??;
+        result?;
+        Ok(out)
     })?;
     match out {
         Out::Stdout(mut w) => w.flush().context("writing stdout")?,

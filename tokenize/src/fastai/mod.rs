@@ -46,37 +46,95 @@ impl Tokenizer {
     /// The text after fastai's pre-rules (what spaCy sees), e.g.
     /// `"Hello WORLD"` -> `"xxbos xxmaj hello xxup world"`.
     pub fn apply_rules(&self, text: &str) -> String {
-        let mut t = rules::fix_html(text, &self.html);
-        if let Some(x) = changed(rules::replace_rep(&t)) {
-            t = Cow::Owned(x);
+        let mut sc = Scratch::default();
+        self.apply_rules_into(text, &mut sc);
+        sc.text
+    }
+
+    /// [`Self::apply_rules`] into `sc.text`, reusing `sc`'s buffers: each rule
+    /// reads one buffer and writes the other, and a rule that changes nothing
+    /// (the common case) copies nothing.
+    fn apply_rules_into(&self, text: &str, sc: &mut Scratch) {
+        let Scratch { a, b, text: t, .. } = sc;
+        // The current text is `a` once a rule changed it, `text` until then.
+        let mut in_a = rules::fix_html_into(text, &self.html, a, b);
+        let passes: [fn(&str, &mut String) -> bool; 3] = [
+            rules::replace_rep_into,
+            rules::replace_wrep_into,
+            rules::spec_add_spaces_rm_useless_into,
+        ];
+        for pass in passes {
+            if pass(if in_a { a } else { text }, b) {
+                std::mem::swap(a, b);
+                in_a = true;
+            }
         }
-        if let Some(x) = changed(rules::replace_wrep(&t)) {
-            t = Cow::Owned(x);
-        }
-        if let Some(x) = changed(rules::spec_add_spaces_rm_useless(&t)) {
-            t = Cow::Owned(x);
-        }
-        let mut out = String::with_capacity(t.len() + t.len() / 8 + 8);
-        rules::caps_maj_lower_into(&t, &mut out);
-        out
+        t.clear();
+        rules::caps_maj_lower_into(if in_a { a } else { text }, t);
+    }
+
+    /// Tokenizes `text` into `sc`: the tokens are `sc.tokens()` afterwards.
+    pub fn tokenize_scratch(&self, text: &str, sc: &mut Scratch) {
+        self.apply_rules_into(text, sc);
+        sc.toks.clear();
+        self.spacy.tokenize(&sc.text, &mut sc.toks);
     }
 
     /// Appends the tokens of `text` to `out`, exactly as fastai's `tokenize_df`
     /// produces them for one document (starting with `xxbos`).
     pub fn tokenize_into(&self, text: &str, out: &mut Vec<String>) {
-        let t = self.apply_rules(text);
-        let mut toks: Vec<Tok> = Vec::with_capacity(t.len() / 4 + 4);
-        self.spacy.tokenize(&t, &mut toks);
-        out.reserve(toks.len());
-        for (a, b) in toks {
-            let s = &t[a..b];
-            // replace_space
-            if s.as_bytes().contains(&b' ') {
-                out.push(s.replace(' ', "▁"));
+        thread_local! {
+            // Reused across calls: the rule passes then allocate nothing.
+            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+        }
+        SCRATCH.with(|sc| {
+            let sc = &mut sc.borrow_mut();
+            self.tokenize_scratch(text, sc);
+            out.reserve(sc.toks.len());
+            out.extend(sc.tokens().map(Cow::into_owned));
+        });
+    }
+
+    /// Appends the tokens of `text` to `out` as the elements of a JSON array
+    /// (`"xxbos","tok",...`, without the brackets), exactly as
+    /// `serde_json` writes the strings of [`Self::tokenize_into`]; returns the
+    /// number of tokens. Nothing is allocated per token, and with a reused `sc`
+    /// nothing per document either.
+    pub fn tokenize_json_into(&self, text: &str, sc: &mut Scratch, out: &mut Vec<u8>) -> usize {
+        self.tokenize_scratch(text, sc);
+        let t = sc.text.as_bytes();
+        out.reserve(t.len() + 3 * sc.toks.len());
+        for (i, &(a, b)) in sc.toks.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let tok = &t[a..b];
+            // Common case: a token of at most 8 bytes with 8 bytes of text from its
+            // start: tested and copied as one u64 (no per-byte loop, no memcpy call);
+            // the bytes copied beyond the token are truncated away.
+            if let Some(w) = t.get(a..a + 8).filter(|_| tok.len() <= 8) {
+                let w: [u8; 8] = w.try_into().expect("8 bytes");
+                let len_mask = u64::MAX >> (64 - 8 * tok.len() as u32);
+                if json_plain8(u64::from_le_bytes(w)) & len_mask == HI & len_mask {
+                    out.push(b'"');
+                    let end = out.len() + tok.len();
+                    out.extend_from_slice(&w);
+                    out.truncate(end);
+                    out.push(b'"');
+                    continue;
+                }
+            }
+            if tok.iter().all(|&x| !JSON_SLOW[x as usize]) {
+                out.push(b'"');
+                out.extend_from_slice(tok);
+                out.push(b'"');
             } else {
-                out.push(s.to_owned());
+                // Spaces (replace_space) or JSON escapes: rare, so the plain way.
+                let s = &sc.text[a..b];
+                shared::stream::write_json_str(out, &replace_space(s));
             }
         }
+        sc.toks.len()
     }
 
     /// Convenience: the tokens of one document.
@@ -97,13 +155,82 @@ impl Tokenizer {
     }
 }
 
-/// `Some(new text)` when a rule changed the text.
-fn changed(c: Cow<'_, str>) -> Option<String> {
-    match c {
-        Cow::Borrowed(_) => None,
-        Cow::Owned(s) => Some(s),
+/// Reusable per-thread buffers for [`Tokenizer::tokenize_scratch`] and
+/// [`Tokenizer::tokenize_json_into`] (the rule passes' texts and the token ranges).
+#[derive(Debug, Default, Clone)]
+pub struct Scratch {
+    a: String,
+    b: String,
+    /// The text after the rules: the tokens are ranges of it.
+    text: String,
+    toks: Vec<Tok>,
+}
+
+impl Scratch {
+    /// The tokens of the last document tokenized with this scratch space
+    /// (`replace_space` applied: borrowed unless a token contains a space).
+    pub fn tokens(&self) -> impl Iterator<Item = Cow<'_, str>> + '_ {
+        self.toks
+            .iter()
+            .map(|&(a, b)| replace_space(&self.text[a..b]))
+    }
+
+    /// The number of tokens of the last document.
+    pub fn len(&self) -> usize {
+        self.toks.len()
+    }
+
+    /// Whether the last document had no tokens (never after a tokenization: there
+    /// is always `xxbos`).
+    pub fn is_empty(&self) -> bool {
+        self.toks.is_empty()
     }
 }
+
+/// fastai's `replace_space` post-rule: `' '` inside a token becomes `'▁'`.
+#[inline]
+fn replace_space(s: &str) -> Cow<'_, str> {
+    if s.as_bytes().contains(&b' ') {
+        Cow::Owned(s.replace(' ', "▁"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// The high bit of each byte.
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Per byte of `v` (SWAR): the high bit set where the byte is not in [`JSON_SLOW`]
+/// (not a control char, `"`, `\\` or space), clear where it is. Exact: no carries
+/// cross bytes.
+#[inline]
+fn json_plain8(v: u64) -> u64 {
+    const LO7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // high bit set where the byte is nonzero
+    let nonzero = |t: u64| ((t & LO7) + LO7) | t;
+    // high bit set where the byte is >= 0x20
+    let ge20 = ((v & LO7) + 0x60 * ONES) | v;
+    ge20 & nonzero(v ^ (b'"' as u64 * ONES))
+        & nonzero(v ^ (b'\\' as u64 * ONES))
+        & nonzero(v ^ (b' ' as u64 * ONES))
+        & HI
+}
+
+/// Bytes that keep a token from being copied verbatim into a JSON string: those
+/// `serde_json` escapes (`"`, `\\`, control chars) and the space (`replace_space`).
+static JSON_SLOW: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b' ' as usize] = true;
+    t
+};
 
 #[cfg(test)]
 mod tests {

@@ -57,13 +57,24 @@ impl HtmlUnescaper {
     /// `&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)` left to right and
     /// replaces each per `_replace_charref`.
     pub fn unescape<'a>(&self, s: &'a str) -> Cow<'a, str> {
-        if !s.contains('&') {
-            return Cow::Borrowed(s);
+        let mut out = String::new();
+        if self.unescape_into(s, &mut out) {
+            Cow::Owned(out)
+        } else {
+            Cow::Borrowed(s)
         }
+    }
+
+    /// [`Self::unescape`] into a reused buffer: when a reference is replaced, `out`
+    /// is overwritten with the result and `true` returned; otherwise `out` is left
+    /// in an unspecified state and the result is `s` itself.
+    pub fn unescape_into(&self, s: &str, out: &mut String) -> bool {
         let b = s.as_bytes();
-        let mut out = String::with_capacity(s.len());
+        let Some(mut i) = b.iter().position(|&x| x == b'&') else {
+            return false;
+        };
         let mut copied = 0; // s[..copied] has been written to out
-        let mut i = 0;
+        let mut changed = false;
         while i < b.len() {
             if b[i] != b'&' {
                 i += 1;
@@ -76,13 +87,20 @@ impl HtmlUnescaper {
                     continue;
                 }
             };
+            if !changed {
+                changed = true;
+                out.clear();
+                out.reserve(s.len());
+            }
             out.push_str(&s[copied..i]);
             out.push_str(&rep);
             copied = end;
             i = end;
         }
-        out.push_str(&s[copied..]);
-        Cow::Owned(out)
+        if changed {
+            out.push_str(&s[copied..]);
+        }
+        changed
     }
 
     /// Tries the charref regex right after an `&` at byte `j`; returns the end of
@@ -220,75 +238,219 @@ fn numeric_charref(num: u32) -> String {
 
 /// `fix_html`: the `str.replace` chain, then `html.unescape`.
 pub fn fix_html<'a>(s: &'a str, unescaper: &HtmlUnescaper) -> Cow<'a, str> {
-    // Which bytes occur (kept up to date as replacements introduce new ones), so
-    // the 13 substring searches are skipped when they cannot match.
-    let mut present = [false; 256];
-    for &b in s.as_bytes() {
-        present[b as usize] = true;
+    let (mut out, mut tmp) = (String::new(), String::new());
+    if fix_html_into(s, unescaper, &mut out, &mut tmp) {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(s)
     }
-    let mut cur: Cow<'a, str> = Cow::Borrowed(s);
+}
+
+/// [`fix_html`] into a reused buffer: `true` when the text changed (the result is
+/// then in `out`), else `false` (`out` unspecified, the result is `s`); `tmp` is
+/// scratch space. With reused buffers the common case allocates nothing.
+pub fn fix_html_into(
+    s: &str,
+    unescaper: &HtmlUnescaper,
+    out: &mut String,
+    tmp: &mut String,
+) -> bool {
+    // Every pattern but "..." contains one of `; \ < @`, which no replacement
+    // produces: so such a pattern is searched for only when its key byte occurs in
+    // `s`. "..." can also be made by " @.@ " -> "." (as in "x. @.@ .y"), so it is
+    // searched for when "..." or `@` occurs. `html.unescape` needs a `&`, present or
+    // made from "amp;" (`;`).
+    let mut flags = html_flags(s.as_bytes());
+    if flags & H_AT != 0 {
+        flags |= H_DOTS;
+    }
+    if flags == 0 {
+        return false;
+    }
+    let mut changed = false;
     for (pat, rep) in FIX_HTML_REPLACEMENTS {
-        if pat.bytes().all(|b| present[b as usize]) && cur.contains(pat) {
-            cur = Cow::Owned(cur.replace(pat, rep));
-            for b in rep.bytes() {
-                present[b as usize] = true;
-            }
+        let key = match pat.as_bytes()[0] {
+            b'<' => H_LT,
+            b'\\' => H_BSLASH,
+            b' ' => H_AT,
+            b'.' => H_DOTS,
+            _ => H_SEMI,
+        };
+        if flags & key == 0 {
+            continue;
+        }
+        if replace_into(if changed { out } else { s }, pat, rep, tmp) {
+            std::mem::swap(out, tmp);
+            changed = true;
         }
     }
-    match cur {
-        Cow::Borrowed(b) => unescaper.unescape(b),
-        Cow::Owned(o) => match unescaper.unescape(&o) {
-            Cow::Borrowed(_) => Cow::Owned(o),
-            Cow::Owned(u) => Cow::Owned(u),
-        },
+    if flags & (H_AMP | H_SEMI) != 0 && unescaper.unescape_into(if changed { out } else { s }, tmp)
+    {
+        std::mem::swap(out, tmp);
+        changed = true;
     }
+    changed
+}
+
+/// [`html_flags`] bits.
+const H_SEMI: u8 = 1;
+const H_BSLASH: u8 = 2;
+const H_LT: u8 = 4;
+const H_AT: u8 = 8;
+const H_AMP: u8 = 16;
+const H_DOTS: u8 = 32;
+
+/// Which of `; \ < @ &` and "..." occur in `b`, in one pass.
+fn html_flags(b: &[u8]) -> u8 {
+    #[inline(always)]
+    fn one(x: u8, x1: u8, x2: u8) -> u8 {
+        ((x == b';') as u8 * H_SEMI)
+            | ((x == b'\\') as u8 * H_BSLASH)
+            | ((x == b'<') as u8 * H_LT)
+            | ((x == b'@') as u8 * H_AT)
+            | ((x == b'&') as u8 * H_AMP)
+            | (((x == b'.') & (x1 == b'.') & (x2 == b'.')) as u8 * H_DOTS)
+    }
+    let mut f = 0u8;
+    let mut i = 0;
+    // 16 positions at once (a fixed-size block: SIMD compares)
+    while let Some(w) = b.get(i..i + 18) {
+        for k in 0..16 {
+            f |= one(w[k], w[k + 1], w[k + 2]);
+        }
+        i += 16;
+    }
+    for k in i..b.len() {
+        let at = |j: usize| b.get(j).copied().unwrap_or(0);
+        f |= one(b[k], at(k + 1), at(k + 2));
+    }
+    f
+}
+
+/// The first occurrence of `pat` (at least 2 bytes) in `h` at or after `i`.
+fn find_from(h: &[u8], pat: &[u8], mut i: usize) -> Option<usize> {
+    let (p0, p1) = (pat[0], pat[1]);
+    while i + pat.len() <= h.len() {
+        // 16 candidate starts at once on the first two bytes (SIMD compares)
+        if let Some(w) = h.get(i..i + 17) {
+            let mut hit = 0u8;
+            for k in 0..16 {
+                hit |= ((w[k] == p0) & (w[k + 1] == p1)) as u8;
+            }
+            if hit == 0 {
+                i += 16;
+                continue;
+            }
+        }
+        let stop = (i + 16).min(h.len());
+        while i < stop {
+            if h[i..].starts_with(pat) {
+                return Some(i);
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
+/// `str.replace(pat, rep)` (`pat`: ASCII, at least 2 bytes) into `out` when `pat`
+/// occurs (returns `true`); otherwise `out` is untouched and `false` returned.
+fn replace_into(s: &str, pat: &str, rep: &str, out: &mut String) -> bool {
+    let (h, p) = (s.as_bytes(), pat.as_bytes());
+    let Some(mut at) = find_from(h, p, 0) else {
+        return false;
+    };
+    out.clear();
+    out.reserve(s.len());
+    let mut copied = 0;
+    loop {
+        // `pat` is ASCII, so its matches start and end on char boundaries
+        out.push_str(&s[copied..at]);
+        out.push_str(rep);
+        copied = at + p.len();
+        match find_from(h, p, copied) {
+            Some(j) => at = j,
+            None => break,
+        }
+    }
+    out.push_str(&s[copied..]);
+    true
 }
 
 /// `replace_rep`: `(\S)(\1{2,})` -> ` xxrep {n} {c} `. Under left-to-right
 /// matching the matches are exactly the maximal runs (>= 3) of one non-space char.
 pub fn replace_rep(s: &str) -> Cow<'_, str> {
+    let mut out = String::new();
+    if replace_rep_into(s, &mut out) {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// [`replace_rep`] into a reused buffer: `true` when something was replaced (the
+/// result is then in `out`), else `false` (`out` unspecified, the result is `s`).
+pub fn replace_rep_into(s: &str, out: &mut String) -> bool {
     let b = s.as_bytes();
     let n = b.len();
-    let mut out: Option<String> = None;
+    let mut changed = false;
     let mut copied = 0;
     let mut i = 0;
     while i < n {
-        let x = b[i];
-        let w = utf8_width(x);
-        // Fast reject: the next two chars must be the same bytes.
-        let run = if w == 1 {
-            i + 2 < n && b[i + 1] == x && b[i + 2] == x
-        } else {
-            i + 3 * w <= n
-                && b[i..i + w] == b[i + w..i + 2 * w]
-                && b[i..i + w] == b[i + 2 * w..i + 3 * w]
-        };
-        if !run {
-            i += w;
-            continue;
+        // Skip 16 bytes at once when they are ASCII and none starts a run of 3 equal
+        // bytes (a fixed-size block, so the test compiles to SIMD compares).
+        if let Some(w) = b.get(i..i + 18) {
+            let mut hit = 0u8;
+            for k in 0..16 {
+                hit |= ((w[k] == w[k + 1]) & (w[k] == w[k + 2])) as u8 | (w[k] >> 7);
+            }
+            if hit == 0 {
+                i += 16;
+                continue;
+            }
         }
-        let mut j = i + 3 * w;
-        let mut count = 3;
-        while j + w <= n && b[j..j + w] == b[i..i + w] {
-            j += w;
-            count += 1;
+        // Otherwise char by char through the block (a run may end beyond it).
+        let stop = (i + 16).min(n);
+        while i < stop {
+            let x = b[i];
+            if x < 0x80 && (i + 2 >= n || b[i + 1] != x || b[i + 2] != x) {
+                i += 1;
+                continue;
+            }
+            let w = utf8_width(x);
+            // The next two chars must be the same bytes.
+            let run = w == 1
+                || (i + 3 * w <= n
+                    && b[i..i + w] == b[i + w..i + 2 * w]
+                    && b[i..i + w] == b[i + 2 * w..i + 3 * w]);
+            if !run {
+                i += w;
+                continue;
+            }
+            let mut j = i + 3 * w;
+            let mut count = 3;
+            while j + w <= n && b[j..j + w] == b[i..i + w] {
+                j += w;
+                count += 1;
+            }
+            let c = char_at(s, i).unwrap_or(' ');
+            if !is_py_space(c) {
+                if !changed {
+                    changed = true;
+                    out.clear();
+                    out.reserve(n + 32);
+                }
+                out.push_str(&s[copied..i]);
+                let _ = write!(out, " {TK_REP} {count} {c} ");
+                copied = j;
+            }
+            i = j;
         }
-        let c = char_at(s, i).unwrap_or(' ');
-        if !is_py_space(c) {
-            let o = out.get_or_insert_with(|| String::with_capacity(s.len() + 32));
-            o.push_str(&s[copied..i]);
-            let _ = write!(o, " {TK_REP} {count} {c} ");
-            copied = j;
-        }
-        i = j;
     }
-    match out {
-        None => Cow::Borrowed(s),
-        Some(mut o) => {
-            o.push_str(&s[copied..]);
-            Cow::Owned(o)
-        }
+    if changed {
+        out.push_str(&s[copied..]);
     }
+    changed
 }
 
 /// Width of the UTF-8 sequence starting with lead byte `x`.
@@ -322,25 +484,33 @@ fn space_at(s: &str, i: usize) -> (bool, usize) {
 #[inline]
 fn word_end(s: &str, mut i: usize) -> usize {
     let b = s.as_bytes();
-    while i < b.len() {
-        let x = b[i];
-        if x < 0x80 {
-            if ASCII_CLASS[x as usize] & C_WORD != 0 {
-                i += 1;
-            } else {
-                break;
-            }
-        } else {
-            let c = char_at(s, i).unwrap_or(' ');
-            if is_py_word(c) {
+    // One table look-up per ASCII byte: 1 word char, 0 not, 2 non-ASCII (decode).
+    while let Some(&x) = b.get(i) {
+        match WORD_BYTE[x as usize] {
+            1 => i += 1,
+            0 => break,
+            _ => {
+                let c = char_at(s, i).unwrap_or(' ');
+                if !is_py_word(c) {
+                    break;
+                }
                 i += c.len_utf8();
-            } else {
-                break;
             }
         }
     }
     i
 }
+
+/// [`word_end`]'s byte classes: 1 ASCII `\w`, 0 other ASCII, 2 non-ASCII.
+static WORD_BYTE: [u8; 256] = {
+    let mut t = [2u8; 256];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = (ASCII_CLASS[i] & C_WORD != 0) as u8;
+        i += 1;
+    }
+    t
+};
 
 #[inline]
 fn char_at(s: &str, i: usize) -> Option<char> {
@@ -368,8 +538,8 @@ fn skip_space(s: &str, mut i: usize) -> usize {
 /// text after them is the word followed by `\W`/end, else `j = m - 1` works when
 /// `m >= 2` (the m-th copy itself is `word` + whitespace).
 /// Returns (number of copies j, end of the word after the copies, e as char).
-fn wrep_at(s: &str, q: usize) -> Option<(usize, usize, Option<char>)> {
-    let k = word_end(s, q);
+/// `k` is `word_end(s, q)`.
+fn wrep_at(s: &str, q: usize, k: usize) -> Option<(usize, usize, Option<char>)> {
     if k == q {
         return None;
     }
@@ -379,8 +549,9 @@ fn wrep_at(s: &str, q: usize) -> Option<(usize, usize, Option<char>)> {
         return None;
     }
     // Count full copies `word\s+`, remembering where each one starts.
-    if !s.as_bytes()[sp..].starts_with(word.as_bytes()) {
-        return None; // fast reject: the common case
+    let b = s.as_bytes();
+    if b.get(sp) != Some(&b[q]) || !b[sp..].starts_with(word.as_bytes()) {
+        return None; // fast reject (first byte, then all): the common case
     }
     let mut pos = sp; // P_j: start after j copies
     let mut m = 0;
@@ -420,7 +591,18 @@ fn wrep_at(s: &str, q: usize) -> Option<(usize, usize, Option<char>)> {
 
 /// `replace_wrep`: `word word word word` -> ` xxwrep 4 word ` (see [`wrep_at`]).
 pub fn replace_wrep(s: &str) -> Cow<'_, str> {
-    let mut out: Option<String> = None;
+    let mut out = String::new();
+    if replace_wrep_into(s, &mut out) {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// [`replace_wrep`] into a reused buffer: `true` when something was replaced (the
+/// result is then in `out`), else `false` (`out` unspecified, the result is `s`).
+pub fn replace_wrep_into(s: &str, out: &mut String) -> bool {
+    let mut changed = false;
     let mut copied = 0;
     let mut p = 0; // search position of re.sub
                    // Candidate match starts: p == 0 with `^` (word at 0) or any whitespace char
@@ -435,15 +617,20 @@ pub fn replace_wrep(s: &str) -> Cow<'_, str> {
             p += w;
             continue;
         };
-        match wrep_at(s, q) {
+        let k = word_end(s, q);
+        match wrep_at(s, q, k) {
             Some((j, after, e)) => {
-                let word = &s[q..word_end(s, q)];
-                let o = out.get_or_insert_with(|| String::with_capacity(s.len() + 32));
-                o.push_str(&s[copied..p]);
-                let _ = write!(o, " {TK_WREP} {} {word} ", j + 2);
+                let word = &s[q..k];
+                if !changed {
+                    changed = true;
+                    out.clear();
+                    out.reserve(s.len() + 32);
+                }
+                out.push_str(&s[copied..p]);
+                let _ = write!(out, " {TK_WREP} {} {word} ", j + 2);
                 let end = match e {
                     Some(e) => {
-                        o.push(e);
+                        out.push(e);
                         after + e.len_utf8()
                     }
                     None => after,
@@ -451,52 +638,108 @@ pub fn replace_wrep(s: &str) -> Cow<'_, str> {
                 copied = end;
                 p = end;
             }
-            None => p += w,
+            // No match starts at p. The chars in q..k are `\w`, hence not
+            // whitespace, so no match can start inside the word either: skip it.
+            None => p = (p + w).max(k),
         }
     }
-    match out {
-        None => Cow::Borrowed(s),
-        Some(mut o) => {
-            o.push_str(&s[copied..]);
-            Cow::Owned(o)
-        }
+    if changed {
+        out.push_str(&s[copied..]);
     }
+    changed
 }
 
 /// `spec_add_spaces` (`([/#\\])` -> ` \1 `) followed by `rm_useless_spaces`
 /// (` {2,}` -> ` `), fused: emitting a space is skipped when the output already
 /// ends with one, which is exactly collapsing every run of spaces.
 pub fn spec_add_spaces_rm_useless(s: &str) -> Cow<'_, str> {
+    let mut out = String::new();
+    if spec_add_spaces_rm_useless_into(s, &mut out) {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// [`SPEC_CLASS`]: a space.
+const SP_SPACE: u8 = 1;
+/// [`SPEC_CLASS`]: one of `/#\`.
+const SP_SPECIAL: u8 = 2;
+/// Byte classes for [`spec_add_spaces_rm_useless_into`].
+static SPEC_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = SP_SPACE;
+    t[b'/' as usize] = SP_SPECIAL;
+    t[b'#' as usize] = SP_SPECIAL;
+    t[b'\\' as usize] = SP_SPECIAL;
+    t
+};
+
+/// [`spec_add_spaces_rm_useless`] into a reused buffer: `true` when the text
+/// changed (the result is then in `out`), else `false` (`out` unspecified).
+///
+/// The output ends with a space right before byte `i` exactly when byte `i - 1` is
+/// a space or one of `/#\` (which is emitted as ` x `), so each byte's fate is
+/// local: a special byte becomes ` x ` (its leading space dropped after such a
+/// byte), a space after such a byte is dropped, everything else is kept.
+pub fn spec_add_spaces_rm_useless_into(s: &str, out: &mut String) -> bool {
     let b = s.as_bytes();
     let n = b.len();
-    // First byte that needs a change: one of `/#\`, or a space followed by a space.
-    let first = (0..n).find(|&i| match b[i] {
-        b'/' | b'#' | b'\\' => true,
-        b' ' => i + 1 < n && b[i + 1] == b' ',
-        _ => false,
-    });
-    let Some(first) = first else {
-        return Cow::Borrowed(s);
+    let first = match b.first() {
+        None => return false,
+        Some(&x) if SPEC_CLASS[x as usize] == SP_SPECIAL => 0,
+        Some(_) => spec_next(b, 1),
     };
-    let mut out = String::with_capacity(n + 16);
-    out.push_str(&s[..first]);
-    let mut copied = first;
-    for i in first..n {
-        let x = b[i];
-        if matches!(x, b' ' | b'/' | b'#' | b'\\') {
-            out.push_str(&s[copied..i]);
-            copied = i + 1;
-            if !out.ends_with(' ') {
+    if first == n {
+        return false;
+    }
+    out.clear();
+    out.reserve(n + 16);
+    let mut copied = 0;
+    let mut i = first;
+    while i < n {
+        // b[i] changes: a special byte, or a space after a space or special byte
+        out.push_str(&s[copied..i]);
+        copied = i + 1;
+        if b[i] != b' ' {
+            if i == 0 || SPEC_CLASS[b[i - 1] as usize] == 0 {
                 out.push(' ');
             }
-            if x != b' ' {
-                out.push(x as char);
-                out.push(' ');
-            }
+            out.push(b[i] as char);
+            out.push(' ');
         }
+        i = spec_next(b, i + 1);
     }
     out.push_str(&s[copied..]);
-    Cow::Owned(out)
+    true
+}
+
+/// The first `j >= i` (`i >= 1`) where byte `j` changes under
+/// [`spec_add_spaces_rm_useless_into`] (`b.len()` if none): one of `/#\`, or a
+/// space after a space or one of those.
+#[inline]
+fn spec_next(b: &[u8], mut i: usize) -> usize {
+    // 16 bytes at once (a fixed-size block: SIMD compares), then byte by byte.
+    while let Some(w) = b.get(i - 1..i + 16) {
+        let mut hit = 0u8;
+        for k in 0..16 {
+            let (p, x) = (w[k], w[k + 1]);
+            let p_sp = (p == b' ') | (p == b'/') | (p == b'#') | (p == b'\\');
+            hit |= ((x == b'/') | (x == b'#') | (x == b'\\') | ((x == b' ') & p_sp)) as u8;
+        }
+        if hit != 0 {
+            break;
+        }
+        i += 16;
+    }
+    while i < b.len() {
+        let c = SPEC_CLASS[b[i] as usize];
+        if c == SP_SPECIAL || (c == SP_SPACE && SPEC_CLASS[b[i - 1] as usize] != 0) {
+            return i;
+        }
+        i += 1;
+    }
+    b.len()
 }
 
 /// `replace_all_caps`, `replace_maj` and `lowercase` (which adds `xxbos `, strips,
@@ -513,62 +756,153 @@ pub fn spec_add_spaces_rm_useless(s: &str) -> Cow<'_, str> {
 ///   sigma depends only on the word, so lowercasing word by word is the same).
 pub fn caps_maj_lower_into(s: &str, out: &mut String) {
     let base = out.len();
+    out.reserve(s.len() + s.len() / 8 + 8);
     out.push_str(BOS);
     out.push(' ');
     let t = strip_py(s);
     let b = t.as_bytes();
+    // Only words that start with `[A-Z]` (markers) or contain non-ASCII chars
+    // (Unicode lowercasing) need work, so jump from one byte that is `[A-Z]` or
+    // non-ASCII to the next; the text in between is copied as it is. `i` is always
+    // at a word boundary (0, or the end of a word handled before).
     let mut i = 0;
     let mut copied = 0; // t[..copied] is in `out`
-    while i < b.len() {
-        let (sp, w) = space_at(t, i);
-        if sp {
-            i += w;
-            continue;
+    loop {
+        let p = caps_next(b, i);
+        if p == b.len() {
+            break;
         }
-        // a word: the maximal run of non-space chars
-        let start = i;
-        let mut ascii = true;
-        while i < b.len() {
-            let (sp, w) = space_at(t, i);
-            if sp {
-                break;
-            }
-            ascii &= w == 1;
-            i += w;
-        }
-        let wb = &b[start..i];
-        let marker = if wb[0].is_ascii_uppercase() {
-            if !wb.iter().any(u8::is_ascii_lowercase) {
-                // all caps; `len(word) > 1` in characters
-                (wb.len() > 1).then_some(TK_UP)
-            } else if !wb[1..].iter().any(u8::is_ascii_uppercase) {
-                // has a lower-case letter, so it is longer than one char
-                Some(TK_MAJ)
-            } else {
-                None
-            }
-        } else {
-            None
-        };
-        if marker.is_some() || !ascii {
-            out.push_str(&t[copied..start]);
-            if let Some(m) = marker {
-                out.push_str(m);
-                out.push(' ');
-            }
-            if ascii {
-                out.push_str(&t[start..i]);
-            } else {
-                out.push_str(&t[start..i].to_lowercase());
-            }
-            copied = i;
-        }
+        // b[i..p] is ASCII: the word holding p starts after its last whitespace.
+        let start = b[i..p]
+            .iter()
+            .rposition(|&x| ASCII_CLASS[x as usize] & C_SPACE != 0)
+            .map_or(i, |r| i + r + 1);
+        i = caps_word(t, start, out, &mut copied);
     }
     out.push_str(&t[copied..]);
     // ASCII letters left (non-ASCII words were lowercased above; lowercasing
     // never produces ASCII upper case, so this is idempotent on them).
     out[base..].make_ascii_lowercase();
 }
+
+/// The first `j >= i` where `b[j]` is `[A-Z]` or not ASCII (`b.len()` if none).
+#[inline]
+fn caps_next(b: &[u8], mut i: usize) -> usize {
+    // 16 bytes at once (a fixed-size block: SIMD compares), then byte by byte.
+    while let Some(w) = b.get(i..i + 16) {
+        let mut hit = 0u8;
+        for &x in w {
+            hit |= (x.wrapping_sub(b'A') < 26) as u8 | (x >> 7);
+        }
+        if hit != 0 {
+            break;
+        }
+        i += 16;
+    }
+    while i < b.len() && !(b[i].is_ascii_uppercase() || b[i] >= 0x80) {
+        i += 1;
+    }
+    i.min(b.len())
+}
+
+/// At byte `i` of `t`: skips one whitespace char, or handles one word (a maximal
+/// run of non-whitespace chars) for [`caps_maj_lower_into`], writing `t[*copied..]`
+/// up to it plus its marker and lowercased text when it needs any. Returns the end.
+fn caps_word(t: &str, i: usize, out: &mut String, copied: &mut usize) -> usize {
+    let b = t.as_bytes();
+    let start = i;
+    let mut i = i;
+    let x = b[i];
+    let first = if x < 0x80 {
+        let c = CASE_CLASS[x as usize];
+        i += 1;
+        if c & K_SPACE != 0 {
+            return i;
+        }
+        c
+    } else {
+        let (sp, w) = space_at(t, i);
+        i += w;
+        if sp {
+            return i;
+        }
+        K_NON_ASCII
+    };
+    // `rest` collects the classes of the word's bytes after the first
+    let mut rest = 0u8;
+    while i < b.len() {
+        let x = b[i];
+        if x < 0x80 {
+            let c = CASE_CLASS[x as usize];
+            if c & K_SPACE != 0 {
+                break;
+            }
+            rest |= c;
+            i += 1;
+        } else {
+            let (sp, w) = space_at(t, i);
+            if sp {
+                break;
+            }
+            rest |= K_NON_ASCII;
+            i += w;
+        }
+    }
+    let ascii = (first | rest) & K_NON_ASCII == 0;
+    let marker = if first & K_UPPER != 0 {
+        if rest & K_LOWER == 0 {
+            // all caps; `len(word) > 1` (the first char is ASCII)
+            (i - start > 1).then_some(TK_UP)
+        } else if rest & K_UPPER == 0 {
+            // has a lower-case letter, so it is longer than one char
+            Some(TK_MAJ)
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    if marker.is_some() || !ascii {
+        out.push_str(&t[*copied..start]);
+        if let Some(m) = marker {
+            out.push_str(m);
+            out.push(' ');
+        }
+        if ascii {
+            out.push_str(&t[start..i]);
+        } else {
+            out.push_str(&t[start..i].to_lowercase());
+        }
+        *copied = i;
+    }
+    i
+}
+
+/// [`CASE_CLASS`]: Python whitespace.
+const K_SPACE: u8 = 1;
+/// [`CASE_CLASS`]: `[A-Z]`.
+const K_UPPER: u8 = 2;
+/// [`CASE_CLASS`]: `[a-z]`.
+const K_LOWER: u8 = 4;
+/// Not a [`CASE_CLASS`] entry: marks a non-ASCII char in a word.
+const K_NON_ASCII: u8 = 8;
+/// Classes of the ASCII bytes for [`caps_maj_lower_into`].
+static CASE_CLASS: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 128 {
+        let b = i as u8;
+        if ASCII_CLASS[i] & C_SPACE != 0 {
+            t[i] = K_SPACE;
+        } else if b.is_ascii_uppercase() {
+            t[i] = K_UPPER;
+        } else if b.is_ascii_lowercase() {
+            t[i] = K_LOWER;
+        }
+        i += 1;
+    }
+    t
+};
 
 /// Python `str.strip()` (strips `str.isspace()` chars).
 pub fn strip_py(s: &str) -> &str {

@@ -153,17 +153,163 @@ struct Pattern {
     toks: Vec<&'static str>,
 }
 
+/// The special cases (`EXCEPTIONS`, a later key replacing an earlier one) as
+/// open-addressing hash tables with cheap hashes: most look-ups are misses on
+/// short words, which a general `HashMap` (SipHash/aHash, then `memcmp` on every
+/// probe) makes expensive.
+///
+/// Keys of at most 8 bytes (nearly all, and all the words of running text that
+/// come close) are packed into a `u64` (little-endian, zero-padded: two different
+/// keys without NUL bytes never pack alike). A 32 Kibit Bloom filter (4 KiB, so
+/// it stays in L1) rejects most misses with one probe; the rest look in `short`.
+#[derive(Debug, Clone)]
+struct SpecialMap {
+    bloom: Vec<u64>,
+    /// Packed short keys (0: empty slot), `short_idx` the matching `entries` index.
+    short: Vec<u64>,
+    short_idx: Vec<u32>,
+    /// Longer keys: 0 empty, else 1 + an index into `entries`.
+    long: Vec<u32>,
+    entries: Vec<(&'static str, &'static [&'static str])>,
+}
+
+/// Bits of the hash that pick a slot in `SpecialMap::short` / `long`.
+const SPECIAL_SLOT_BITS: u32 = 12;
+/// Bits of the hash that pick a Bloom filter bit (32 Kibit).
+const SPECIAL_BLOOM_BITS: u32 = 15;
+
+impl SpecialMap {
+    fn new(items: &[(&'static str, &'static [&'static str])]) -> Self {
+        let mut m = SpecialMap {
+            bloom: vec![0; (1 << SPECIAL_BLOOM_BITS) / 64],
+            short: vec![0; 1 << SPECIAL_SLOT_BITS],
+            short_idx: vec![0; 1 << SPECIAL_SLOT_BITS],
+            long: vec![0; 1 << SPECIAL_SLOT_BITS],
+            entries: Vec::with_capacity(items.len()),
+        };
+        assert!(
+            items.len() * 2 < 1 << SPECIAL_SLOT_BITS,
+            "special-case tables too full"
+        );
+        let mask = (1 << SPECIAL_SLOT_BITS) - 1;
+        for &(k, v) in items {
+            if let Some(e) = m.find(k) {
+                m.entries[e].1 = v; // a later duplicate replaces, as in a dict
+                continue;
+            }
+            m.entries.push((k, v));
+            let e = m.entries.len() - 1;
+            let b = k.as_bytes();
+            if let Some(p) = pack(b) {
+                let h = mix(p);
+                m.bloom[(h >> (64 - SPECIAL_BLOOM_BITS)) as usize / 64] |=
+                    1 << ((h >> (64 - SPECIAL_BLOOM_BITS)) % 64);
+                let mut i = (h as usize) & mask;
+                while m.short[i] != 0 {
+                    i = (i + 1) & mask;
+                }
+                m.short[i] = p;
+                m.short_idx[i] = e as u32;
+            } else {
+                let mut i = long_slot(b) & mask;
+                while m.long[i] != 0 {
+                    i = (i + 1) & mask;
+                }
+                m.long[i] = e as u32 + 1;
+            }
+        }
+        m
+    }
+
+    /// The index in `entries` of key `s`.
+    #[inline]
+    fn find(&self, s: &str) -> Option<usize> {
+        let b = s.as_bytes();
+        let mask = (1 << SPECIAL_SLOT_BITS) - 1;
+        if let Some(p) = pack(b) {
+            let h = mix(p);
+            let bit = h >> (64 - SPECIAL_BLOOM_BITS);
+            if self.bloom[bit as usize / 64] & (1 << (bit % 64)) == 0 {
+                return None;
+            }
+            let mut i = (h as usize) & mask;
+            loop {
+                let k = self.short[i];
+                if k == 0 {
+                    return None;
+                }
+                if k == p {
+                    let e = self.short_idx[i] as usize;
+                    // equal packing, so equal unless `s` ends in NUL bytes
+                    return (self.entries[e].0.len() == b.len()).then_some(e);
+                }
+                i = (i + 1) & mask;
+            }
+        }
+        let mut i = long_slot(b) & mask;
+        loop {
+            let e = self.long[i];
+            if e == 0 {
+                return None;
+            }
+            if self.entries[e as usize - 1].0.as_bytes() == b {
+                return Some(e as usize - 1);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn get(&self, s: &str) -> Option<&'static [&'static str]> {
+        self.find(s).map(|e| self.entries[e].1)
+    }
+}
+
+/// `b` (1 to 8 bytes) as a little-endian `u64`, zero-padded.
+#[inline]
+fn pack(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 8 {
+        return None;
+    }
+    // (a byte loop: a variable-length copy into a buffer would call memcpy)
+    let mut p = 0u64;
+    for (j, &x) in b.iter().enumerate() {
+        p |= (x as u64) << (8 * j);
+    }
+    Some(p)
+}
+
+/// A 64-bit mix of a packed key (the Bloom bit comes from the high bits, the
+/// slot from the low ones).
+#[inline]
+fn mix(p: u64) -> u64 {
+    let h = (p ^ (p >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h ^ (h >> 32)
+}
+
+/// FxHash-style hash of a longer key: rotate, xor a byte, multiply.
+#[inline]
+fn long_slot(b: &[u8]) -> usize {
+    let mut h = (b.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for &x in b {
+        h = (h.rotate_left(5) ^ x as u64).wrapping_mul(0x517C_C1B7_2722_0A95);
+    }
+    (h >> 32) as usize
+}
+
 #[derive(Debug, Clone)]
 pub struct SpacyEn {
-    specials: AHashMap<&'static str, &'static [&'static str]>,
+    specials: SpecialMap,
     /// Prefilter for `specials`: bit `min(len, 31)` of `[0][first byte]` and of
     /// `[1][last byte]` is set for every key (most words fail it, saving a hash).
     special_filter: Box<[[u32; 256]; 2]>,
     prefix_chars: CharSet,
     suffix_chars: CharSet,
-    /// `LIST_CURRENCY` then `UNITS`: suffixes after an ASCII digit.
-    after_digit: Vec<&'static str>,
-    after_digit_max_chars: usize,
+    /// `LIST_CURRENCY` and `UNITS`: suffixes after an ASCII digit (none of them
+    /// contains an ASCII digit, checked in `new`).
+    after_digit: ahash::AHashSet<&'static str>,
+    /// The longest of `after_digit`, in bytes.
+    after_digit_max_bytes: usize,
     url: UrlMatch,
     patterns: Vec<Pattern>,
     /// First token text -> indices into `patterns`.
@@ -181,7 +327,7 @@ impl Default for SpacyEn {
 
 impl SpacyEn {
     pub fn new() -> Self {
-        let specials: AHashMap<_, _> = tables::EXCEPTIONS.iter().copied().collect();
+        let specials = SpecialMap::new(tables::EXCEPTIONS);
         let mut special_filter = Box::new([[0u32; 256]; 2]);
         for &(k, _) in tables::EXCEPTIONS {
             let b = k.as_bytes();
@@ -208,23 +354,25 @@ impl SpacyEn {
         suffix_chars.extend("…—–".chars());
         suffix_chars.extend(single(tables::LIST_PUNCT));
         suffix_chars.extend(single(tables::LIST_QUOTES));
-        let after_digit: Vec<&'static str> = tables::LIST_CURRENCY
+        let after_digit: ahash::AHashSet<&'static str> = tables::LIST_CURRENCY
             .iter()
             .chain(tables::LIST_UNITS.iter())
             .copied()
             .collect();
-        let after_digit_max_chars = after_digit
-            .iter()
-            .map(|s| s.chars().count())
-            .max()
-            .unwrap_or(0);
+        assert!(
+            after_digit
+                .iter()
+                .all(|u| !u.bytes().any(|b| b.is_ascii_digit())),
+            "find_suffix assumes that no unit or currency contains an ASCII digit"
+        );
+        let after_digit_max_bytes = after_digit.iter().map(|s| s.len()).max().unwrap_or(0);
         let mut sp = SpacyEn {
             specials,
             special_filter,
             prefix_chars,
             suffix_chars,
             after_digit,
-            after_digit_max_chars,
+            after_digit_max_bytes,
             url: UrlMatch::new(),
             patterns: Vec::new(),
             by_first: AHashMap::new(),
@@ -278,34 +426,71 @@ impl SpacyEn {
     }
 
     /// `_tokenize_affixes`: whitespace splitting, then each substring.
+    ///
+    /// A run of whitespace is itself a substring, except that a `' '` starting it is
+    /// dropped (where it follows a non-space run; not at the very start of the text).
     fn tokenize_affixes(&self, text: &str, with_special_cases: bool, out: &mut Vec<Tok>) {
         let b = text.as_bytes();
-        if b.is_empty() {
-            return;
-        }
+        let n = b.len();
         let mut sufs: Vec<Tok> = Vec::new();
-        let first_is_space = text.chars().next().is_some_and(is_py_space);
-        let mut in_ws = first_is_space;
-        let mut start = 0;
         let mut i = 0;
-        while i < b.len() {
-            let (ws, w) = if b[i] < 0x80 {
-                (ASCII_CLASS[b[i] as usize] & C_SPACE != 0, 1)
-            } else {
-                let c = text[i..].chars().next().unwrap_or('\0');
-                (is_py_space(c), c.len_utf8())
-            };
-            if ws != in_ws {
-                if start < i {
-                    self.tokenize_span(text, start, i, with_special_cases, out, &mut sufs);
-                }
-                start = if b[i] == b' ' { i + 1 } else { i };
-                in_ws = !in_ws;
-            }
+        while i < n {
+            let start = i;
+            let (ws, w) = space_at(text, i);
             i += w;
-        }
-        if start < b.len() {
-            self.tokenize_span(text, start, b.len(), with_special_cases, out, &mut sufs);
+            if ws {
+                while i < n {
+                    let (ws, w) = space_at(text, i);
+                    if !ws {
+                        break;
+                    }
+                    i += w;
+                }
+                let lo = if start > 0 && b[start] == b' ' {
+                    start + 1
+                } else {
+                    start
+                };
+                if lo < i {
+                    self.tokenize_span(text, lo, i, with_special_cases, out, &mut sufs);
+                }
+                continue;
+            }
+            // A non-space run; `cls` collects its byte classes.
+            let mut cls = if b[start] < 0x80 {
+                TOK_CLASS[b[start] as usize]
+            } else {
+                T_OTHER
+            };
+            while i < n {
+                let x = b[i];
+                if x < 0x80 {
+                    let c = TOK_CLASS[x as usize];
+                    if c == T_SPACE {
+                        break;
+                    }
+                    cls |= c;
+                    i += 1;
+                } else {
+                    let (ws, w) = space_at(text, i);
+                    if ws {
+                        break;
+                    }
+                    cls |= T_OTHER;
+                    i += w;
+                }
+            }
+            if cls == T_LETTER || cls == T_DIGIT {
+                // Only ASCII letters, or only ASCII digits: no prefix, suffix or infix
+                // rule can match (none has a letter or digit alone; the unit suffixes
+                // need a digit then a letter), nor the URL pattern (it needs a '.'),
+                // so the substring is one token unless it is a special case.
+                if !(with_special_cases && self.push_special(text, start, i, out)) {
+                    out.push((start, i));
+                }
+            } else {
+                self.tokenize_span(text, start, i, with_special_cases, out, &mut sufs);
+            }
         }
     }
 
@@ -411,7 +596,7 @@ impl SpacyEn {
         {
             return None;
         }
-        self.specials.get(s).copied()
+        self.specials.get(s)
     }
 
     /// Pushes the special case for `text[lo..hi]`, if there is one.
@@ -469,25 +654,25 @@ impl SpacyEn {
     /// regex is `alt1$|alt2$|...` used with `search`, so the leftmost start, i.e.
     /// the longest matching suffix, wins. Look-behinds only see `s`.
     pub fn find_suffix(&self, s: &str) -> usize {
-        let mut rev = s.chars().rev();
-        let last = match rev.next() {
-            Some(c) => c,
-            None => return 0,
+        let b = s.as_bytes();
+        let n = b.len();
+        let Some((last, lw)) = char_before(s, n) else {
+            return 0;
         };
-        let prev = rev.next();
+        let prev = char_before(s, n - lw);
         let mut best = 0;
         if self.suffix_chars.contains(last) || is_icon(last) {
-            best = last.len_utf8();
+            best = lw;
         }
         match last {
             '.' => {
-                let n = s.bytes().rev().take_while(|&b| b == b'.').count();
-                if n >= 2 {
+                let dots = b.iter().rev().take_while(|&&x| x == b'.').count();
+                if dots >= 2 {
                     // `\.\.+$`; nothing longer can end in dots
-                    return n;
+                    return dots;
                 }
-                if let Some(p) = prev {
-                    let pp = rev.next();
+                if let Some((p, pw)) = prev {
+                    let pp = char_before(s, n - lw - pw).map(|c| c.0);
                     // (?<=[0-9{al}{e}{p}(?:{q})])\.  |  (?<=[{au}][{au}])\.  |  (?<=°[FfCcKk])\.
                     if in_ranges(tables::SUFFIX_DOT_AFTER, p)
                         || (is_alpha_upper(p) && pp.is_some_and(is_alpha_upper))
@@ -497,26 +682,24 @@ impl SpacyEn {
                     }
                 }
             }
-            '+' if prev.is_some_and(|p| p.is_ascii_digit()) => best = best.max(1),
-            's' | 'S' if matches!(prev, Some('\'') | Some('’')) => {
-                best = best.max(1 + prev.map_or(0, char::len_utf8));
+            '+' if prev.is_some_and(|p| p.0.is_ascii_digit()) => best = best.max(1),
+            's' | 'S' if matches!(prev, Some(('\'', _)) | Some(('’', _))) => {
+                best = best.max(1 + prev.map_or(0, |p| p.1));
             }
-            '…' if prev == Some('…') => best = best.max(6),
+            '…' if prev.is_some_and(|p| p.0 == '…') => best = best.max(6),
             _ => {}
         }
-        // (?<=[0-9])(?:CURRENCY)$ and (?<=[0-9])(?:UNITS)$
-        let tail_has_digit = s
-            .chars()
-            .rev()
-            .take(self.after_digit_max_chars + 1)
-            .any(|c| c.is_ascii_digit());
-        if tail_has_digit {
-            for &u in &self.after_digit {
-                if u.len() > best && s.len() > u.len() && s.ends_with(u) {
-                    let before = s[..s.len() - u.len()].chars().next_back();
-                    if before.is_some_and(|c| c.is_ascii_digit()) {
-                        best = u.len();
-                    }
+        // (?<=[0-9])(?:CURRENCY)$ and (?<=[0-9])(?:UNITS)$: the suffix is what follows
+        // an ASCII digit, and as no unit contains one, that digit is the last one in
+        // `s` (so a string ending in a digit has no such suffix). Only the last
+        // `after_digit_max_bytes + 1` bytes can hold it.
+        if !b[n - 1].is_ascii_digit() {
+            let lo = n.saturating_sub(self.after_digit_max_bytes + 1);
+            if let Some(d) = b[lo..n - 1].iter().rposition(u8::is_ascii_digit) {
+                let d = lo + d;
+                // b[d] is ASCII, so d + 1 is a char boundary
+                if self.after_digit.contains(&s[d + 1..]) {
+                    best = best.max(n - d - 1);
                 }
             }
         }
@@ -712,6 +895,58 @@ impl SpacyEn {
             }
         }
         *toks = new_toks;
+    }
+}
+
+/// [`TOK_CLASS`]: Python whitespace.
+const T_SPACE: u8 = 1;
+/// [`TOK_CLASS`]: `[A-Za-z]`.
+const T_LETTER: u8 = 2;
+/// [`TOK_CLASS`]: `[0-9]`.
+const T_DIGIT: u8 = 4;
+/// [`TOK_CLASS`]: anything else (also used for non-ASCII chars).
+const T_OTHER: u8 = 8;
+/// Classes of the ASCII bytes for [`SpacyEn::tokenize_affixes`].
+static TOK_CLASS: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 128 {
+        let b = i as u8;
+        t[i] = if ASCII_CLASS[i] & C_SPACE != 0 {
+            T_SPACE
+        } else if b.is_ascii_alphabetic() {
+            T_LETTER
+        } else if b.is_ascii_digit() {
+            T_DIGIT
+        } else {
+            T_OTHER
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Python `isspace()` of the char at byte `i` (a char boundary) and its width.
+#[inline(always)]
+fn space_at(s: &str, i: usize) -> (bool, usize) {
+    let x = s.as_bytes()[i];
+    if x < 0x80 {
+        (ASCII_CLASS[x as usize] & C_SPACE != 0, 1)
+    } else {
+        let c = s[i..].chars().next().unwrap_or('\0');
+        (is_py_space(c), c.len_utf8())
+    }
+}
+
+/// The char ending at byte `end` of `s` and its width (`None` at 0). ASCII, the
+/// common case, needs no UTF-8 decoding.
+#[inline]
+fn char_before(s: &str, end: usize) -> Option<(char, usize)> {
+    let x = *s.as_bytes().get(end.checked_sub(1)?)?;
+    if x < 0x80 {
+        Some((x as char, 1))
+    } else {
+        s[..end].chars().next_back().map(|c| (c, c.len_utf8()))
     }
 }
 
