@@ -9,7 +9,6 @@ use std::time::Instant;
 use ahash::AHashMap;
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
-use rayon::prelude::*;
 use serde_json::json;
 use shared::cli::CommonArgs;
 use shared::input::Input;
@@ -116,61 +115,59 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     for input in inputs {
         let (hasher, _) = parse::for_each_chunk(input, a.read.input_format, |name, chunk, format| {
-            let docs = parse::parse_chunk(name, chunk, format, a.read.lossy)?;
-            // Each document's ids, little-endian u32, ready for the spool.
-            let encoded: Vec<(Vec<u8>, u32)> = match &mut mapping {
+            // Each document: its input line, its fields, and its ids as little-endian u32,
+            // ready for the spool. Applying a vocab happens inside the parallel parse.
+            let encoded: Vec<(u64, Vec<(String, serde_json::Value)>, Vec<u8>, u32)> = match &mut mapping {
                 Mapping::Apply { vocab, unk } => {
                     let vocab = &*vocab;
                     let unk_id = vocab.unk_id();
-                    let (enc, unks): (Vec<(Vec<u8>, u32)>, Vec<u64>) = docs
-                        .par_iter()
-                        .with_min_len(16)
-                        .map(|d| {
-                            let mut n_unk = 0;
-                            let mut bytes = Vec::with_capacity(d.tokens.len() * 4);
-                            for t in &d.tokens {
-                                let id = vocab.get(t).unwrap_or_else(|| {
-                                    n_unk += 1;
-                                    unk_id
-                                });
-                                bytes.extend_from_slice(&id.to_le_bytes());
-                            }
-                            ((bytes, d.tokens.len() as u32), n_unk)
-                        })
-                        .unzip();
-                    *unk += unks.iter().sum::<u64>();
+                    let n_unk = std::sync::atomic::AtomicU64::new(0);
+                    let enc = parse::parse_chunk_map(name, chunk, format, a.read.lossy, |d| {
+                        let mut misses = 0;
+                        let mut bytes = Vec::with_capacity(d.tokens.len() * 4);
+                        for t in &d.tokens {
+                            let id = vocab.get(t).unwrap_or_else(|| {
+                                misses += 1;
+                                unk_id
+                            });
+                            bytes.extend_from_slice(&id.to_le_bytes());
+                        }
+                        if misses > 0 {
+                            n_unk.fetch_add(misses, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        let len = u32::try_from(d.tokens.len())
+                            .map_err(|_| anyhow::anyhow!("{name}: line {}: document too long", d.line))?;
+                        Ok((d.line, d.fields, bytes, len))
+                    })?;
+                    *unk += n_unk.into_inner();
                     enc
                 }
-                Mapping::Build(dict) => docs
-                    .iter()
+                Mapping::Build(dict) => parse::parse_chunk(name, chunk, format, a.read.lossy)?
+                    .into_iter()
                     .map(|d| {
                         let mut bytes = Vec::with_capacity(d.tokens.len() * 4);
                         for t in &d.tokens {
                             bytes.extend_from_slice(&dict.add(t, 1).to_le_bytes());
                         }
-                        (bytes, d.tokens.len() as u32)
+                        (d.line, d.fields, bytes, d.tokens.len() as u32)
                     })
                     .collect(),
             };
-            for (d, (bytes, len)) in docs.iter().zip(&encoded) {
-                if d.tokens.len() > u32::MAX as usize {
-                    bail!("{name}: line {}: document too long", d.line);
-                }
-                let len = *len;
+            for (line, doc_fields, bytes, len) in &encoded {
+                let (line, len) = (*line, *len);
                 doc_lens.push(len);
                 n_tokens += len as u64;
                 spool.write_all(bytes).context("writing the temporary spool file")?;
-                fields.push(&d.fields);
+                fields.push(doc_fields);
                 if let Some(col) = &a.split_col {
                     let has = fields.index.get(col.as_str()).and_then(|&i| fields.cols[i].get(fields.docs - 1));
                     match has {
                         Some(v) if split_name(v).is_some() => {}
-                        Some(v) => bail!("{name}: line {}: split column {col:?} has the value {v:?}, which is not a usable split name", d.line),
+                        Some(v) => bail!("{name}: line {line}: split column {col:?} has the value {v:?}, which is not a usable split name"),
                         None => {
-                            let have: Vec<&str> = d.fields.iter().map(|(k, _)| k.as_str()).collect();
+                            let have: Vec<&str> = doc_fields.iter().map(|(k, _)| k.as_str()).collect();
                             bail!(
-                                "{name}: line {}: no value for the split column {col:?} (fields: {})",
-                                d.line,
+                                "{name}: line {line}: no value for the split column {col:?} (fields: {})",
                                 if have.is_empty() { "none".to_string() } else { have.join(", ") }
                             )
                         }

@@ -65,13 +65,25 @@ fn parse_line<'a>(name: &str, n: u64, line: &'a [u8], format: StreamFormat, loss
 
 /// Parses every line of a chunk, in parallel, in order.
 pub fn parse_chunk<'a>(name: &str, chunk: &'a Chunk, format: StreamFormat, lossy: bool) -> Result<Vec<Doc<'a>>> {
+    parse_chunk_map(name, chunk, format, lossy, Ok)
+}
+
+/// Parses every line of a chunk and maps each document with `f`, in one parallel pass (so a
+/// document's tokens are still in cache when `f` looks them up), results in input order.
+pub fn parse_chunk_map<'a, T: Send>(
+    name: &str,
+    chunk: &'a Chunk,
+    format: StreamFormat,
+    lossy: bool,
+    f: impl Fn(Doc<'a>) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
     let lines: Vec<(u64, &[u8])> = chunk.lines().collect();
-    let docs: Vec<Option<Doc>> = lines
+    let out: Vec<Option<T>> = lines
         .par_iter()
         .with_min_len(64)
-        .map(|&(n, l)| parse_line(name, n, l, format, lossy))
+        .map(|&(n, l)| parse_line(name, n, l, format, lossy)?.map(&f).transpose())
         .collect::<Result<_>>()?;
-    Ok(docs.into_iter().flatten().collect())
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// Reads `input` chunk by chunk on a reader thread (so I/O overlaps parsing) and calls `f`
