@@ -144,13 +144,30 @@ fn fast_json(line: &str) -> Option<TokenDoc<'_>> {
                 return None;
             }
             let start = i + 1;
-            let len = memchr::memchr2(b'"', b'\\', &b[start..])?;
-            let end = start + len;
-            if b[end] != b'"' || b[start..end].iter().any(|&c| c < 0x20) {
-                return None; // escapes or raw control characters: let serde_json decide
+            let mut end = start;
+            let mut escaped = false;
+            loop {
+                // Tokens are short (a few bytes): a plain scan beats a SIMD search's call overhead.
+                end += b[end..].iter().position(|&c| c == b'"' || c == b'\\')?;
+                if b[end] == b'"' {
+                    break;
+                }
+                escaped = true;
+                end += 2; // skip the escaped character (a quote or backslash among them)
+                if end >= b.len() {
+                    return None;
+                }
             }
-            // `end` is at an ASCII quote, so both ends are char boundaries.
-            tokens.push(Cow::Borrowed(&rest[start..end]));
+            if b[start..end].iter().any(|&c| c < 0x20) {
+                return None; // raw control characters: let serde_json report the error
+            }
+            if escaped {
+                // Rare (e.g. "\n\n" whitespace tokens): decode this one string properly.
+                tokens.push(Cow::Owned(serde_json::from_str::<String>(&rest[start - 1..end + 1]).ok()?));
+            } else {
+                // `end` is at an ASCII quote, so both ends are char boundaries.
+                tokens.push(Cow::Borrowed(&rest[start..end]));
+            }
             i = end + 1;
             match b.get(i)? {
                 b',' => i += 1,
@@ -287,6 +304,7 @@ mod tests {
             r#"{"tokens":["a\"b","c"],"label":"pos"}"#,
             r#"{"tokens":["é","ü"],"label":"pos","n":null,"v":[1,2]}"#,
             r#"{"tokens":["a"],"z":1,"a":2}  "#,
+            r#"{"tokens":["\n\n","x\\","\"q\"","\u00e9",""],"k":"v"}"#,
         ] {
             let fast = parse_json_str(line).unwrap();
             let slow: TokenDoc = serde_json::from_str(line).unwrap();
@@ -296,6 +314,9 @@ mod tests {
         assert!(parse_json_str("{\"tokens\":[\"a\tb\"]}").is_err());
         assert!(parse_json_str(r#"{"tokens":["a"],}"#).is_err());
         assert!(parse_json_str(r#"{"tokens":["a" "b"]}"#).is_err());
+        // truncated inside an escape: an error, never a panic
+        assert!(parse_json_str("{\"tokens\":[\"a\\").is_err());
+        assert!(parse_json_str("{\"tokens\":[\"a\\\"").is_err());
     }
 
     #[test]
