@@ -46,14 +46,87 @@ pub struct Args {
 pub enum Command {
     /// Generate text from a checkpoint, like fastai's `LMLearner.predict`.
     Generate(GenerateArgs),
+    /// Time a large matmul with libtorch (fp32 and bf16) and print GFLOP/s as JSON: the peak
+    /// that benches/lm.sh relates training FLOP/s to.
+    #[command(hide = true)]
+    BenchMatmul(BenchMatmulArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchMatmulArgs {
+    /// Square matrix size.
+    #[arg(long, default_value_t = 2048)]
+    pub n: i64,
+    /// Seconds to time each precision.
+    #[arg(long, default_value_t = 3.0)]
+    pub secs: f64,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// `--bs N` or `--bs auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    Auto,
+    Fixed(usize),
+}
+
+impl std::str::FromStr for BatchSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(BatchSize::Auto);
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(BatchSize::Fixed(n)),
+            _ => Err(format!("expected a positive number or auto, not {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for BatchSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchSize::Auto => f.write_str("auto"),
+            BatchSize::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A byte count with an optional K/M/G/T suffix (powers of 1024): `4G`, `512M`, `1.5G`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                'B' => 1,
+                _ => return Err(format!("{s:?}: unknown unit {c:?} (use K, M, G or T)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok((x * mult as f64) as u64),
+        _ => Err(format!(
+            "{s:?}: expected a size such as 4G, 512M or 1000000"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PrecisionArg {
-    /// bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and on CUDA; fp32 otherwise.
+    /// bf16 on CPUs with native bf16 (AVX512-BF16/AMX); fp32 otherwise and on CUDA.
     Auto,
     Fp32,
     Bf16,
+    /// CUDA only: fp16 compute with dynamic loss scaling.
+    Fp16,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -62,7 +135,12 @@ pub struct TrainArgs {
     #[arg(value_name = "SHARDS", required = true)]
     pub shards: Option<PathBuf>,
     /// Checkpoint directory to create (written atomically).
-    #[arg(short = 'o', long, value_name = "DIR", required = true)]
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "DIR",
+        required_unless_present = "dry_run"
+    )]
     pub output: Option<PathBuf>,
     /// Replace the output directory if it exists.
     #[arg(long)]
@@ -123,9 +201,22 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1.0)]
     pub beta: f64,
 
-    /// Batch size (parallel streams).
-    #[arg(long, default_value_t = 64)]
-    pub bs: usize,
+    /// Batch size (parallel streams per forward/backward), or `auto`: the largest that fits
+    /// (GPU memory on CUDA, --mem-budget on the CPU), probed with forward+backward passes;
+    /// gradient accumulation then keeps --effective-bs streams per optimizer step.
+    #[arg(long, default_value = "64", value_name = "N|auto")]
+    pub bs: BatchSize,
+    /// Streams per optimizer step, accumulated over micro-batches of --bs (default: --bs, or
+    /// 64 with --bs auto). An out-of-memory error in a step halves the micro-batch and retries.
+    #[arg(long, value_name = "N")]
+    pub effective_bs: Option<usize>,
+    /// RAM budget for --bs auto on the CPU (e.g. 4G, 512M; default: 80% of MemAvailable).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub mem_budget: Option<u64>,
+    /// Print the memory estimate (parameters, gradients, Adam state, activations) for this
+    /// configuration and exit without training.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Back-propagation through time: sequence length of a batch.
     #[arg(long, default_value_t = 72)]
     pub bptt: usize,
@@ -184,6 +275,10 @@ pub struct TrainArgs {
     /// Behave as if Ctrl-C came right after step N (save, exit 130): for tests.
     #[arg(long, value_name = "N", hide = true)]
     pub stop_after: Option<u64>,
+    /// Fail every forward/backward with more than N streams as if out of memory: for tests of
+    /// the back-off.
+    #[arg(long, value_name = "N", hide = true)]
+    pub simulate_oom_above: Option<usize>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

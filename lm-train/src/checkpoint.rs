@@ -54,6 +54,12 @@ pub struct TrainState {
     pub epoch_tokens: u64,
     pub epoch_train_s: f64,
     pub elapsed_s: f64,
+    /// Micro-batch in use (after any out-of-memory back-off); absent = the settings' one.
+    #[serde(default)]
+    pub micro_bs: Option<usize>,
+    /// fp16 loss scale.
+    #[serde(default)]
+    pub loss_scaler: Option<crate::step::LossScaler>,
 }
 
 /// The named tensors of `model.safetensors`: every parameter, plus fastai's aliases of the

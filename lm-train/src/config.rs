@@ -121,6 +121,8 @@ impl ModelConfig {
 pub enum Precision {
     Fp32,
     Bf16,
+    /// CUDA only, with dynamic loss scaling (fp16's range is too small for raw gradients).
+    Fp16,
 }
 
 /// Everything that decides the training trajectory; saved so `--resume` continues the same run.
@@ -128,7 +130,11 @@ pub enum Precision {
 pub struct TrainSettings {
     pub train_split: String,
     pub valid_split: String,
+    /// Effective batch: streams per optimizer step.
     pub bs: usize,
+    /// Streams per forward/backward (gradient accumulation when below `bs`); absent = `bs`.
+    #[serde(default)]
+    pub micro_bs: Option<usize>,
     pub bptt: usize,
     pub epochs: usize,
     pub max_steps: Option<u64>,

@@ -8,18 +8,28 @@
 //! each batch continues the previous one row by row and the hidden state can be carried
 //! over. The last batch of an epoch is shorter when `bptt` does not divide `bl`.
 //!
-//! Nothing is copied up front: each batch's ids are read from the mmap when it is built.
+//! Nothing is copied up front: each batch's ids are read when it is built, from the mmap or,
+//! with [`LmBatches::read_from_file`] (what `lm-train` uses), with positioned reads of the
+//! tokens file. Positioned reads keep the process's resident memory independent of the corpus
+//! size: pages of a mapping count in RSS once touched, so an epoch over a mapped 10 GB split
+//! would show 10 GB of (reclaimable, but reported) RSS by its end.
 
-use anyhow::{bail, Result};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use shared::shards::Split;
+use shared::shards::{Split, TokenSlice, HEADER_LEN};
 use tch::{Device, Tensor};
 
 /// One epoch's view of a split in LM batch layout.
 pub struct LmBatches<'a> {
     split: &'a Split,
+    /// The split's tokens file and its element size, for positioned reads.
+    file: Option<(File, usize)>,
     /// Document order of this epoch.
     order: Vec<u32>,
     /// `cum[k]` = start of the `k`-th document of `order` in the concatenation; `cum[n]` = total.
@@ -72,6 +82,7 @@ impl<'a> LmBatches<'a> {
         }
         Ok(LmBatches {
             split,
+            file: None,
             order,
             cum,
             bs,
@@ -79,6 +90,19 @@ impl<'a> LmBatches<'a> {
             bl,
             n_batches,
         })
+    }
+
+    /// Reads ids from `tokens_file` (the split's `SPLIT.tokens`, already verified by
+    /// `ShardSet::open`) with positioned reads instead of the mapping.
+    pub fn read_from_file(mut self, tokens_file: &Path) -> Result<Self> {
+        let f = File::open(tokens_file)
+            .with_context(|| format!("{}: cannot open", tokens_file.display()))?;
+        let elem = match self.split.tokens() {
+            TokenSlice::U16(_) => 2,
+            TokenSlice::U32(_) => 4,
+        };
+        self.file = Some((f, elem));
+        Ok(self)
     }
 
     /// Sequence length of batch `j`.
@@ -101,7 +125,26 @@ impl<'a> LmBatches<'a> {
             let doc = self.split.doc(d);
             let off = (pos - self.cum[k]) as usize;
             let take = ((doc.len() - off) as u64).min(left) as usize;
-            doc.slice(off, off + take).extend_i64(out);
+            match &self.file {
+                None => doc.slice(off, off + take).extend_i64(out),
+                Some((f, elem)) => {
+                    let first = self.split.offsets()[d] as usize + off;
+                    let mut buf = vec![0u8; take * elem];
+                    f.read_exact_at(&mut buf, (HEADER_LEN + first * elem) as u64)
+                        .expect("reading a verified tokens file");
+                    if *elem == 2 {
+                        out.extend(
+                            buf.chunks_exact(2)
+                                .map(|b| u16::from_le_bytes([b[0], b[1]]) as i64),
+                        );
+                    } else {
+                        out.extend(
+                            buf.chunks_exact(4)
+                                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64),
+                        );
+                    }
+                }
+            }
             pos += take as u64;
             left -= take as u64;
             k += 1;
@@ -110,13 +153,19 @@ impl<'a> LmBatches<'a> {
 
     /// Batch `j` as `(input, target)`, each bs × sl int64 on `device`.
     pub fn batch(&self, j: usize, device: Device) -> (Tensor, Tensor) {
+        self.batch_rows(j, 0, self.bs, device)
+    }
+
+    /// Rows `r0..r1` of batch `j` (a micro-batch of streams), each (r1 − r0) × sl.
+    pub fn batch_rows(&self, j: usize, r0: usize, r1: usize, device: Device) -> (Tensor, Tensor) {
         let sl = self.seq_len(j);
-        let mut ids = Vec::with_capacity(self.bs * (sl + 1));
-        for i in 0..self.bs {
+        let n = r1 - r0;
+        let mut ids = Vec::with_capacity(n * (sl + 1));
+        for i in r0..r1 {
             let start = (i * self.bl + j * self.bptt) as u64;
             self.read(start, sl + 1, &mut ids);
         }
-        let t = Tensor::from_slice(&ids).view([self.bs as i64, sl as i64 + 1]);
+        let t = Tensor::from_slice(&ids).view([n as i64, sl as i64 + 1]);
         let x = t.narrow(1, 0, sl as i64).contiguous().to_device(device);
         let y = t.narrow(1, 1, sl as i64).contiguous().to_device(device);
         (x, y)

@@ -10,10 +10,11 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod generate;
-pub mod metrics;
+pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod runtime;
+pub mod step;
 pub mod train;
 
 use anyhow::Result;
@@ -53,6 +54,44 @@ where
 pub fn run(args: Args) -> Result<i32> {
     match args.command {
         Some(Command::Generate(g)) => generate::run(g, &args.common),
+        Some(Command::BenchMatmul(b)) => bench_matmul(b),
         None => train::run(args.train, &args.common),
     }
+}
+
+/// `lm-train bench-matmul` (hidden): GFLOP/s of an n × n × n matmul in fp32 and bf16, the
+/// machine's practical peak that benches/lm.sh relates training FLOP/s to.
+fn bench_matmul(b: args::BenchMatmulArgs) -> Result<i32> {
+    runtime::flush_denormals();
+    let device = runtime::parse_device(&b.device)?;
+    let _g = tch::no_grad_guard();
+    let mut out = serde_json::Map::new();
+    out.insert("n".into(), b.n.into());
+    out.insert("threads".into(), (tch::get_num_threads() as i64).into());
+    for (name, kind) in [("fp32", tch::Kind::Float), ("bf16", tch::Kind::BFloat16)] {
+        let x = tch::Tensor::randn([b.n, b.n], (kind, device));
+        let y = tch::Tensor::randn([b.n, b.n], (kind, device));
+        let _ = x.matmul(&y); // warm-up
+        let sync = || {
+            if let tch::Device::Cuda(i) = device {
+                tch::Cuda::synchronize(i as i64);
+            }
+        };
+        sync();
+        let t0 = std::time::Instant::now();
+        let mut reps = 0u64;
+        while t0.elapsed().as_secs_f64() < b.secs || reps < 3 {
+            let _ = x.matmul(&y);
+            reps += 1;
+            if device.is_cuda() && reps % 16 == 0 {
+                sync();
+            }
+        }
+        sync();
+        let dt = t0.elapsed().as_secs_f64();
+        let gflops = 2.0 * (b.n as f64).powi(3) * reps as f64 / dt / 1e9;
+        out.insert(format!("{name}_gflops"), gflops.into());
+    }
+    println!("{}", serde_json::Value::Object(out));
+    Ok(0)
 }

@@ -25,6 +25,15 @@ impl Precision {
         match self {
             Precision::Fp32 => Kind::Float,
             Precision::Bf16 => Kind::BFloat16,
+            Precision::Fp16 => Kind::Half,
+        }
+    }
+
+    /// Bytes per element of the compute precision.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Precision::Fp32 => 4,
+            Precision::Bf16 | Precision::Fp16 => 2,
         }
     }
 }
@@ -210,6 +219,15 @@ pub struct LmOutput {
     pub hidden: Hidden,
 }
 
+/// The encoder's outputs without the decoder (see [`LanguageModel::features`]).
+pub struct Features {
+    /// Last layer output before dropout (TAR acts on it), in the compute precision.
+    pub raw_out: Tensor,
+    /// Last layer output after the output dropout (AR and the decoder act on it).
+    pub dp_out: Tensor,
+    pub hidden: Hidden,
+}
+
 /// `SequentialRNN(AWD_LSTM, LinearDecoder)` with its `VarStore`.
 pub struct LanguageModel {
     pub vs: nn::VarStore,
@@ -256,6 +274,10 @@ impl LanguageModel {
         self.dec_weight.as_ref().unwrap_or(&self.encoder.encoder)
     }
 
+    /// Whole forward: the encoder, the output dropout and the decoder. The logits of a batch
+    /// are tokens × vocab floats (bs 64 × bptt 72 × 38k words = 708 MB, and as much again for
+    /// their gradient), so training and evaluation use [`LanguageModel::features`] and decode
+    /// in chunks of tokens instead ([`crate::train`]); this is for generation and tests.
     pub fn forward(
         &self,
         words: &Tensor,
@@ -263,18 +285,39 @@ impl LanguageModel {
         train: bool,
         precision: Precision,
     ) -> LmOutput {
-        let (raw_out, hidden) = self.encoder.forward(words, hidden, train, precision);
-        let dp_out = rnn_dropout(&raw_out, self.cfg().output_p, train);
-        let kind = precision.kind();
-        let w = self.decoder_weight().to_kind(kind);
-        let b = self.dec_bias.as_ref().map(|b| b.to_kind(kind));
-        let logits = dp_out.linear(&w, b.as_ref()).to_kind(Kind::Float);
+        let f = self.features(words, hidden, train, precision);
+        let logits = self.decode(&f.dp_out, precision);
         LmOutput {
             logits,
+            raw_out: f.raw_out,
+            dp_out: f.dp_out,
+            hidden: f.hidden,
+        }
+    }
+
+    /// The encoder and the output dropout: everything but the decoder.
+    pub fn features(
+        &self,
+        words: &Tensor,
+        hidden: &Hidden,
+        train: bool,
+        precision: Precision,
+    ) -> Features {
+        let (raw_out, hidden) = self.encoder.forward(words, hidden, train, precision);
+        let dp_out = rnn_dropout(&raw_out, self.cfg().output_p, train);
+        Features {
             raw_out,
             dp_out,
             hidden,
         }
+    }
+
+    /// `LinearDecoder`: logits (fp32) of features `x` (… × emb), computed in `precision`.
+    pub fn decode(&self, x: &Tensor, precision: Precision) -> Tensor {
+        let kind = precision.kind();
+        let w = self.decoder_weight().to_kind(kind);
+        let b = self.dec_bias.as_ref().map(|b| b.to_kind(kind));
+        x.to_kind(kind).linear(&w, b.as_ref()).to_kind(Kind::Float)
     }
 
     /// fastai's `awd_lstm_lm_split`: `[layer 0] [layer 1] ... [embedding + decoder]`, as the

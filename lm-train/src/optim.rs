@@ -119,6 +119,23 @@ impl AdamW {
         })
     }
 
+    /// Divides every gradient by `scale` (fp16 loss scaling); false when any gradient is
+    /// infinite or NaN.
+    pub fn unscale_grads(&mut self, scale: f64) -> bool {
+        tch::no_grad(|| {
+            let mut ok: Vec<Tensor> = Vec::new();
+            for p in &self.params {
+                let mut g = p.param.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let _ = g.g_mul_scalar_(1.0 / scale);
+                ok.push(g.isfinite().all());
+            }
+            ok.is_empty() || Tensor::stack(&ok, 0).all().int64_value(&[]) != 0
+        })
+    }
+
     /// One step with learning rate `lrs[group]` and β1 = `mom`.
     pub fn step(&mut self, lrs: &[f64], mom: f64) {
         assert_eq!(

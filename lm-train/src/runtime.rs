@@ -1,6 +1,6 @@
 //! Process-level setup for torch tools: device, threads, denormals, Ctrl-C.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Result};
@@ -99,4 +99,52 @@ pub fn stop_requested() -> bool {
 /// Asks a running training loop to save and stop, as Ctrl-C does (for tests and embedders).
 pub fn request_stop(on: bool) {
     STOP.store(on, Ordering::SeqCst);
+}
+
+static SIMULATE_OOM_ABOVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Tests of the out-of-memory back-off: every forward/backward of more than `n` streams fails
+/// as if out of memory (`None` turns it off).
+pub fn simulate_oom_above(n: Option<usize>) {
+    // stored + 1, so that 0 can mean off
+    SIMULATE_OOM_ABOVE.store(n.map_or(0, |n| n.saturating_add(1)), Ordering::SeqCst);
+}
+
+pub fn simulated_oom_above() -> Option<usize> {
+    match SIMULATE_OOM_ABOVE.load(Ordering::Relaxed) {
+        0 => None,
+        n => Some(n - 1),
+    }
+}
+
+static QUIET_OOM_PANICS: AtomicBool = AtomicBool::new(false);
+static PANIC_HOOK: OnceLock<()> = OnceLock::new();
+
+/// Runs `f`, turning a panic into `Err(message)`. tch's infallible calls panic with the C++
+/// exception's text (e.g. "CUDA out of memory"); the training loop backs off on those, so
+/// their panic message is not printed (other panics still are).
+pub fn catch_torch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    PANIC_HOOK.get_or_init(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = panic_text(info.payload());
+            if !(QUIET_OOM_PANICS.load(Ordering::SeqCst) && crate::memory::is_oom(&msg)) {
+                prev(info);
+            }
+        }));
+    });
+    QUIET_OOM_PANICS.store(true, Ordering::SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET_OOM_PANICS.store(false, Ordering::SeqCst);
+    r.map_err(|p| panic_text(p.as_ref()))
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".into()
+    }
 }

@@ -11,14 +11,18 @@ use shared::shards::{ShardSet, Split};
 use shared::vocab::Vocab;
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::args::{PrecisionArg, TrainArgs};
+use shared::metrics::{Event, Metrics};
+use shared::shards::Verify;
+
+use crate::args::{BatchSize, PrecisionArg, TrainArgs};
 use crate::checkpoint::{self, Checkpoint, Resumable, TrainState};
 use crate::config::{CheckpointConfig, ModelConfig, Precision, TrainSettings};
 use crate::data::{geometry, shuffle_seed, LmBatches};
-use crate::metrics::{LmEvent, LmMetrics};
+use crate::memory::{self, decoder_chunk_tokens, human};
 use crate::model::{Hidden, LanguageModel};
 use crate::optim::{AdamW, OneCycle};
 use crate::runtime;
+pub use crate::step::{train_step, train_step_micro, LossScaler, StepHyper, StepOutput};
 use crate::TOOL;
 
 /// Seed of the dropout masks of step `step` (SplitMix64 of seed and step), so a resumed run
@@ -35,6 +39,7 @@ pub fn resolve_precision(p: PrecisionArg, device: Device) -> Precision {
     match p {
         PrecisionArg::Fp32 => Precision::Fp32,
         PrecisionArg::Bf16 => Precision::Bf16,
+        PrecisionArg::Fp16 => Precision::Fp16,
         PrecisionArg::Auto => {
             if device == Device::Cpu && runtime::cpu_has_bf16() {
                 Precision::Bf16
@@ -52,32 +57,45 @@ fn note(quiet: bool, msg: impl std::fmt::Display) {
 }
 
 /// Loss on a split (no dropout, hidden state carried from a zero start): mean cross-entropy
-/// per token and next-token accuracy.
+/// per token and next-token accuracy. The decoder runs in chunks of tokens, so the logits of
+/// a whole batch never exist at once.
 pub fn evaluate(model: &LanguageModel, batches: &LmBatches, precision: Precision) -> (f64, f64) {
     let _g = tch::no_grad_guard();
     let device = model.device();
     let mut hidden = model
         .encoder
         .zero_hidden(batches.bs as i64, device, precision.kind());
-    let (mut loss_sum, mut correct, mut n) = (0.0f64, 0i64, 0i64);
     let v = model.cfg().vocab_size;
+    let chunk = decoder_chunk_tokens(v, device.is_cuda());
+    let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
+    let mut correct = Tensor::zeros([], (Kind::Int64, device));
+    let mut n = 0i64;
     for j in 0..batches.n_batches {
         let (x, y) = batches.batch(j, device);
-        let out = model.forward(&x, &hidden, false, precision);
-        let logits = out.logits.view([-1, v]);
-        let y = y.view([-1]);
-        loss_sum += logits
-            .cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0)
-            .double_value(&[]);
-        correct += logits
-            .argmax(-1, false)
-            .eq_tensor(&y)
-            .sum(Kind::Int64)
-            .int64_value(&[]);
-        n += y.size()[0];
-        hidden = out.hidden;
+        let f = model.features(&x, &hidden, false, precision);
+        let e = f.dp_out.size()[2];
+        let flat = f.dp_out.reshape([-1, e]);
+        let y = y.reshape([-1]);
+        let ntok = y.size()[0];
+        let mut a = 0;
+        while a < ntok {
+            let c = chunk.min(ntok - a);
+            let logits = model.decode(&flat.narrow(0, a, c), precision);
+            let yc = y.narrow(0, a, c);
+            loss_sum += logits
+                .cross_entropy_loss::<Tensor>(&yc, None, Reduction::Sum, -100, 0.0)
+                .to_kind(Kind::Double);
+            correct += logits.argmax(-1, false).eq_tensor(&yc).sum(Kind::Int64);
+            a += c;
+        }
+        n += ntok;
+        hidden = f.hidden;
     }
-    (loss_sum / n.max(1) as f64, correct as f64 / n.max(1) as f64)
+    let n = n.max(1) as f64;
+    (
+        loss_sum.double_value(&[]) / n,
+        correct.int64_value(&[]) as f64 / n,
+    )
 }
 
 /// The batch size validation uses: the training one, smaller when the split is short.
@@ -93,7 +111,7 @@ struct Run<'a> {
     opt: AdamW,
     state: TrainState,
     last_saved: Option<u64>,
-    metrics: &'a mut LmMetrics,
+    metrics: &'a mut Metrics,
 }
 
 impl Run<'_> {
@@ -110,7 +128,7 @@ impl Run<'_> {
             }),
         )?;
         self.last_saved = Some(self.state.step);
-        self.metrics.emit(LmEvent::LmCheckpoint {
+        self.metrics.emit(Event::LmCheckpoint {
             path: self.out.display().to_string(),
             step: self.state.step,
             epoch: self.state.epoch,
@@ -163,7 +181,11 @@ fn settings_from_args(
     Ok(TrainSettings {
         train_split: a.train_split.clone(),
         valid_split: a.valid_split.clone(),
-        bs: a.bs,
+        bs: effective_bs(a)?,
+        micro_bs: match a.bs {
+            BatchSize::Fixed(n) => Some(n),
+            BatchSize::Auto => None,
+        },
         bptt: a.bptt,
         epochs: a.epochs,
         max_steps: a.steps,
@@ -183,6 +205,24 @@ fn settings_from_args(
         precision,
         drop_mult: a.drop_mult,
     })
+}
+
+/// Streams per optimizer step: --effective-bs, else --bs, else 64 (--bs auto).
+fn effective_bs(a: &TrainArgs) -> Result<usize> {
+    let eff = match (a.effective_bs, a.bs) {
+        (Some(e), _) => e,
+        (None, BatchSize::Fixed(n)) => n,
+        (None, BatchSize::Auto) => 64,
+    };
+    if eff == 0 {
+        bail!("--effective-bs must be at least 1");
+    }
+    if let BatchSize::Fixed(n) = a.bs {
+        if n > eff {
+            bail!("--bs {n} is larger than --effective-bs {eff}");
+        }
+    }
+    Ok(eff)
 }
 
 fn check_split(split: &Split, bs: usize, bptt: usize) -> Result<()> {
@@ -206,8 +246,14 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     let device = runtime::parse_device(&a.device)?;
     let quiet = common.quiet;
     let shards_dir = a.shards.clone().context("SHARDS is required")?;
-    let out = a.output.clone().context("-o DIR is required")?;
-    if a.resume {
+    let out = match (&a.output, a.dry_run) {
+        (Some(o), _) => o.clone(),
+        (None, true) => PathBuf::from("(dry run)"),
+        (None, false) => bail!("-o DIR is required"),
+    };
+    if a.dry_run {
+        // nothing is written
+    } else if a.resume {
         if !out.is_dir() {
             bail!(
                 "{}: nothing to resume (no such checkpoint directory)",
@@ -229,8 +275,20 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             );
         }
     }
-    let mut metrics = LmMetrics::open(a.metrics.as_deref())?;
+    let mut metrics = if a.dry_run {
+        match &a.metrics {
+            Some(p) => Metrics::file(TOOL, p)?,
+            None => Metrics::none(TOOL),
+        }
+    } else {
+        Metrics::from_flag(TOOL, a.metrics.as_deref(), Metrics::stdout)?
+    };
+    runtime::simulate_oom_above(a.simulate_oom_above);
+    // Verified once (every payload hashed, the mappings dropped again), then opened without
+    // re-reading the payloads: training reads the tokens it needs, so memory stays flat in
+    // the corpus size.
     let set = ShardSet::open(&shards_dir)?;
+    let set = ShardSet::open_with(&set.dir, Verify::Quick)?;
     runtime::install_ctrlc();
 
     // Resolve model config, settings and the starting weights.
@@ -294,14 +352,14 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                         set.vocab.len() - matched
                     ),
                 );
-                metrics.emit(LmEvent::LmInit {
+                metrics.emit(Event::LmInit {
                     source: init.display().to_string(),
                     vocab_size: set.vocab.len() as u64,
                     matched_tokens: matched as u64,
                     new_tokens: (set.vocab.len() - matched) as u64,
                 })?;
             } else {
-                metrics.emit(LmEvent::LmInit {
+                metrics.emit(Event::LmInit {
                     source: init.display().to_string(),
                     vocab_size: set.vocab.len() as u64,
                     matched_tokens: set.vocab.len() as u64,
@@ -325,7 +383,9 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     // Data first: a bad split or geometry fails before any model is built.
     let train = set.split(&s.train_split)?;
     check_split(&train, s.bs, s.bptt)?;
-    let valid = if set.has_split(&s.valid_split) {
+    let valid = if s.valid_split == "none" {
+        None
+    } else if set.has_split(&s.valid_split) {
         let v = set.split(&s.valid_split)?;
         if v.n_tokens() < 2 {
             note(
@@ -353,6 +413,13 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     let (_, n_batches) = geometry(train.n_tokens(), s.bs, s.bptt);
     let epoch_steps = (s.epochs * n_batches) as u64;
     let total = s.max_steps.map_or(epoch_steps, |m| m.min(epoch_steps));
+    if s.precision == Precision::Fp16 && !device.is_cuda() {
+        bail!("--precision fp16 needs CUDA (on the CPU use bf16 or fp32)");
+    }
+    if a.dry_run {
+        dry_run(&a, &model_cfg, s, device, &mut metrics)?;
+        return Ok(0);
+    }
 
     // Model.
     tch::manual_seed(step_seed(s.seed, u64::MAX));
@@ -393,6 +460,29 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         return Ok(0);
     }
 
+    // Micro-batch: given, saved by the run being resumed (after any back-off), or probed.
+    let mut micro = if a.resume {
+        state.micro_bs.or(s.micro_bs).unwrap_or(s.bs)
+    } else {
+        match s.micro_bs {
+            Some(m) => m,
+            None => auto_micro_bs(
+                &model,
+                &mut opt,
+                &model_cfg,
+                s,
+                device,
+                a.mem_budget,
+                &mut metrics,
+                quiet,
+            )?,
+        }
+    }
+    .clamp(1, s.bs);
+    let mut settings = settings.clone();
+    settings.micro_bs = Some(micro);
+    let s = &settings;
+
     let sched = OneCycle {
         lr_max: s.lr.clone(),
         div: s.div,
@@ -403,7 +493,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     };
     let precision = s.precision;
     let kind = precision.kind();
-    metrics.emit(LmEvent::LmStart {
+    metrics.emit(Event::LmStart {
         vocab_size: set.vocab.len() as u64,
         params: model.n_params() as u64,
         train_tokens: train.n_tokens() as u64,
@@ -416,8 +506,17 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         device: runtime::device_name(device),
         precision: format!("{precision:?}").to_lowercase(),
         threads: threads as u64,
+        micro_bs: Some(micro as u64),
+        accum_steps: Some(memory::accum_steps(s.bs, micro) as u64),
     })?;
 
+    let train_file = set
+        .dir
+        .join(&set.manifest.splits[&s.train_split].tokens_file.name);
+    let valid_file = valid.as_ref().map(|_| {
+        set.dir
+            .join(&set.manifest.splits[&s.valid_split].tokens_file.name)
+    });
     let mut run = Run {
         out: out.clone(),
         model,
@@ -441,8 +540,9 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     let t0 = Instant::now();
     let elapsed0 = run.state.elapsed_s;
     let elapsed = |t0: &Instant| elapsed0 + t0.elapsed().as_secs_f64();
-    let v = model_cfg.vocab_size;
     let bs = s.bs as i64;
+    let mut scaler =
+        (precision == Precision::Fp16).then(|| run.state.loss_scaler.clone().unwrap_or_default());
     if total == 0 {
         // --steps 0: just publish the (initialised, loaded or remapped) model
         run.state.done = true;
@@ -460,7 +560,8 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
 
     while run.state.step < total {
         let epoch = run.state.epoch;
-        let batches = LmBatches::new(&train, s.bs, s.bptt, Some(shuffle_seed(s.seed, epoch)))?;
+        let batches = LmBatches::new(&train, s.bs, s.bptt, Some(shuffle_seed(s.seed, epoch)))?
+            .read_from_file(&train_file)?;
         if run.state.batch == 0 {
             hidden = None;
             run.state.epoch_loss_sum = 0.0;
@@ -475,26 +576,75 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             let j = run.state.batch as usize;
             let ts = Instant::now();
             let step = run.state.step;
-            tch::manual_seed(step_seed(s.seed, step));
             let (x, y) = batches.batch(j, device);
             let sl = x.size()[1];
-            let o = run.model.forward(&x, &h, true, precision);
-            let ce = o
-                .logits
-                .view([-1, v])
-                .cross_entropy_for_logits(&y.view([-1]));
-            let mut loss = ce.shallow_clone();
-            if s.alpha != 0.0 {
-                loss += o.dp_out.to_kind(Kind::Float).square().mean(Kind::Float) * s.alpha;
+            let lrs = sched.lrs(step);
+            let mom = sched.mom(step);
+            let hp = StepHyper {
+                lrs: &lrs,
+                mom,
+                alpha: s.alpha,
+                beta: s.beta,
+                clip: s.clip,
+            };
+            // An allocation failure anywhere in the step (an error from tch's f_ calls, or
+            // the panic its other calls turn a C++ exception into) leaves the weights as they
+            // were: halve the micro-batch and run the same step again.
+            let o = loop {
+                tch::manual_seed(step_seed(s.seed, step));
+                let r = runtime::catch_torch_panic(|| {
+                    train_step_micro(
+                        &run.model,
+                        &mut run.opt,
+                        &x,
+                        &y,
+                        &h,
+                        &hp,
+                        precision,
+                        micro,
+                        scaler.as_mut(),
+                    )
+                });
+                let msg = match r {
+                    Ok(Ok(o)) => break o,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(m) => m,
+                };
+                let first = msg.lines().next().unwrap_or("").to_string();
+                match (memory::is_oom(&msg), memory::back_off(micro)) {
+                    (true, Some(m)) => {
+                        note(
+                            quiet,
+                            format!(
+                                "step {}: out of memory with micro-batches of {micro} streams; retrying with {m} ({} accumulation steps): {first}",
+                                step + 1,
+                                memory::accum_steps(s.bs, m)
+                            ),
+                        );
+                        micro = m;
+                        run.state.micro_bs = Some(m);
+                        run.metrics.emit(Event::LmBackoff {
+                            step: step + 1,
+                            micro_bs: m as u64,
+                            accum_steps: memory::accum_steps(s.bs, m) as u64,
+                            error: first,
+                        })?;
+                    }
+                    (true, None) => {
+                        progress.finish();
+                        bail!("step {}: out of memory even with micro-batches of 1 stream ({first}); lower --bptt or use a smaller model", step + 1)
+                    }
+                    (false, _) => {
+                        progress.finish();
+                        bail!("step {}: {first}", step + 1)
+                    }
+                }
+            };
+            if let Some(sc) = &scaler {
+                run.state.loss_scaler = Some(sc.clone());
             }
-            if s.beta != 0.0 && sl > 1 {
-                let r = o.raw_out.to_kind(Kind::Float);
-                let d = r.narrow(1, 1, sl - 1) - r.narrow(1, 0, sl - 1);
-                loss += d.square().mean(Kind::Float) * s.beta;
-            }
-            let ce_v = ce.double_value(&[]);
-            let loss_v = loss.double_value(&[]);
-            if !ce_v.is_finite() || !loss_v.is_finite() {
+            let (ce_v, loss_v) = (o.train_loss, o.loss);
+            if !o.applied && !o.overflow {
                 progress.finish();
                 let kept = match run.last_saved {
                     Some(k) => format!(
@@ -509,12 +659,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                     step + 1
                 );
             }
-            run.opt.zero_grad();
-            loss.backward();
-            let gn = s.clip.map(|c| run.opt.clip_grad_norm(c));
-            let lrs = sched.lrs(step);
-            let mom = sched.mom(step);
-            run.opt.step(&lrs, mom);
+            let gn = o.grad_norm;
             h = o.hidden;
             let dt = ts.elapsed().as_secs_f64();
             let ntok = (s.bs as u64) * sl as u64;
@@ -533,7 +678,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             progress.inc(1);
             let stepn = run.state.step;
             if a.log_every > 0 && (stepn % a.log_every == 0 || stepn == total) {
-                run.metrics.emit(LmEvent::LmStep {
+                run.metrics.emit(Event::LmStep {
                     epoch,
                     step: stepn,
                     train_loss: w_loss / w_n as f64,
@@ -569,14 +714,15 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         // End of an epoch, or of the run mid-epoch: validate and report.
         let (valid_loss, accuracy) = match &valid {
             Some(vs) => {
-                let vb = LmBatches::new(vs, valid_bs(vs.n_tokens(), s.bs, s.bptt), s.bptt, None)?;
+                let vb = LmBatches::new(vs, valid_bs(vs.n_tokens(), s.bs, s.bptt), s.bptt, None)?
+                    .read_from_file(valid_file.as_ref().expect("valid split"))?;
                 let (l, acc) = evaluate(&run.model, &vb, precision);
                 (Some(l), Some(acc))
             }
             None => (None, None),
         };
         run.state.elapsed_s = elapsed(&t0);
-        run.metrics.emit(LmEvent::LmEpoch {
+        run.metrics.emit(Event::LmEpoch {
             epoch,
             step: run.state.step,
             train_loss: run.state.epoch_loss_sum / run.state.epoch_loss_count.max(1) as f64,
@@ -608,6 +754,228 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         ),
     );
     Ok(0)
+}
+
+/// `--bs auto`: the largest micro-batch (up to the effective batch) whose forward+backward
+/// fits, probed at increasing sizes. On CUDA a probe fails with an out-of-memory error; on the
+/// CPU (where allocation does not fail, the kernel kills instead) a size fits when the
+/// process's peak RSS stays within the budget: measured around each probe where the kernel
+/// lets us reset the peak, and in any case not attempted when the estimate says it will not fit.
+#[allow(clippy::too_many_arguments)]
+fn auto_micro_bs(
+    model: &LanguageModel,
+    opt: &mut AdamW,
+    cfg: &ModelConfig,
+    s: &TrainSettings,
+    device: Device,
+    budget: Option<u64>,
+    metrics: &mut Metrics,
+    quiet: bool,
+) -> Result<usize> {
+    let cuda = device.is_cuda();
+    let budget =
+        if cuda {
+            None
+        } else {
+            Some(budget.or_else(memory::default_budget).context(
+                "--bs auto: cannot read MemAvailable from /proc/meminfo; give --mem-budget",
+            )?)
+        };
+    let measure = !cuda && memory::reset_peak_rss();
+    let mut best: Option<(usize, Option<u64>)> = None;
+    for m in memory::probe_sizes(s.bs) {
+        let est = memory::estimate(cfg, s.precision, m, s.bptt, cuda);
+        if let Some(b) = budget {
+            let now = memory::current_rss().unwrap_or(0);
+            let grads = if best.is_none() { est.grad_bytes } else { 0 };
+            if now + est.activation_bytes + est.decoder_bytes + grads > b {
+                break;
+            }
+        }
+        if measure {
+            memory::reset_peak_rss();
+        }
+        let r =
+            runtime::catch_torch_panic(|| crate::step::probe(model, opt, m, s.bptt, s.precision));
+        let msg = match r {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(m) => Some(m),
+        };
+        if let Some(msg) = msg {
+            if memory::is_oom(&msg) {
+                break;
+            }
+            bail!("--bs auto: probing a micro-batch of {m}: {msg}");
+        }
+        let peak = if measure { memory::peak_rss() } else { None };
+        if let (Some(p), Some(b)) = (peak, budget) {
+            if p > b {
+                break;
+            }
+        }
+        best = Some((m, peak));
+    }
+    let Some((m, peak)) = best else {
+        bail!(
+            "--bs auto: not even a micro-batch of 1 stream × bptt {} fits{}; lower --bptt or use a smaller model",
+            s.bptt,
+            budget.map_or(String::new(), |b| format!(" in the budget of {}", human(b)))
+        );
+    };
+    let est = memory::estimate(cfg, s.precision, m, s.bptt, cuda);
+    note(
+        quiet,
+        format!(
+            "--bs auto: micro-batches of {m} streams, {} per step (effective batch {}){}{}",
+            memory::accum_steps(s.bs, m),
+            s.bs,
+            peak.map_or(String::new(), |p| format!("; measured peak {}", human(p))),
+            budget.map_or(String::new(), |b| format!(" of a {} budget", human(b)))
+        ),
+    );
+    metrics.emit(memory_event(&est, device, s.bs, budget, peak))?;
+    Ok(m)
+}
+
+fn memory_event(
+    est: &memory::MemEstimate,
+    device: Device,
+    bs: usize,
+    budget: Option<u64>,
+    measured: Option<u64>,
+) -> Event {
+    Event::LmMemory {
+        device: runtime::device_name(device),
+        bs: bs as u64,
+        micro_bs: est.micro_bs,
+        bptt: est.bptt,
+        params: est.params,
+        param_bytes: est.param_bytes,
+        grad_bytes: est.grad_bytes,
+        optimizer_bytes: est.optimizer_bytes,
+        activation_bytes_per_token: est.activation_bytes_per_token,
+        activation_bytes: est.activation_bytes,
+        total_bytes: est.total(),
+        budget_bytes: budget,
+        measured_bytes: measured,
+    }
+}
+
+/// `--dry-run`: the memory estimate of this configuration on stdout (and as an `lm_memory`
+/// record with --metrics FILE); nothing is built or written.
+fn dry_run(
+    a: &TrainArgs,
+    cfg: &ModelConfig,
+    s: &TrainSettings,
+    device: Device,
+    metrics: &mut Metrics,
+) -> Result<()> {
+    use std::io::Write;
+    let cuda = device.is_cuda();
+    let runtime_now = if cuda {
+        0
+    } else {
+        memory::current_rss().unwrap_or(0)
+    };
+    let budget = if cuda {
+        None
+    } else {
+        a.mem_budget.or_else(memory::default_budget)
+    };
+    let micro = match (s.micro_bs, budget) {
+        (Some(m), _) => m,
+        (None, Some(b)) => {
+            memory::largest_fitting(cfg, s.precision, s.bs, s.bptt, cuda, runtime_now, b)
+        }
+        (None, None) => s.bs,
+    };
+    let e = memory::estimate(cfg, s.precision, micro, s.bptt, cuda);
+    let chunk = decoder_chunk_tokens(cfg.vocab_size, cuda).min((micro * s.bptt) as i64);
+    let mut o = std::io::stdout().lock();
+    writeln!(
+        o,
+        "lm-train --dry-run: AWD-LSTM emb {}, hid {}, {} layers, vocab {}: {} parameters; {}; {}",
+        cfg.emb_sz,
+        cfg.n_hid,
+        cfg.n_layers,
+        cfg.vocab_size,
+        e.params,
+        format!("{:?}", s.precision).to_lowercase(),
+        runtime::device_name(device)
+    )?;
+    let row = |o: &mut std::io::StdoutLock, what: &str, b: u64, note: String| {
+        writeln!(o, "  {what:<24} {:>12}   {note}", human(b))
+    };
+    row(
+        &mut o,
+        "parameters",
+        e.param_bytes,
+        "fp32 master weights".into(),
+    )?;
+    row(&mut o, "gradients", e.grad_bytes, "fp32".into())?;
+    row(
+        &mut o,
+        "Adam state",
+        e.optimizer_bytes,
+        "grad_avg + sqr_avg, fp32".into(),
+    )?;
+    row(
+        &mut o,
+        "activations",
+        e.activation_bytes,
+        format!(
+            "{} bytes/token × micro-batch {micro} × bptt {}",
+            e.activation_bytes_per_token, s.bptt
+        ),
+    )?;
+    row(
+        &mut o,
+        "decoder chunk",
+        e.decoder_bytes,
+        format!("{chunk} tokens × vocab {} at a time", cfg.vocab_size),
+    )?;
+    row(&mut o, "model + step", e.total(), String::new())?;
+    if !cuda {
+        row(
+            &mut o,
+            "runtime (now)",
+            runtime_now,
+            "libtorch loaded, VmRSS".into(),
+        )?;
+        row(
+            &mut o,
+            "estimated peak RSS",
+            runtime_now + e.total(),
+            String::new(),
+        )?;
+    }
+    if let Some(b) = budget {
+        row(
+            &mut o,
+            "budget",
+            b,
+            if a.mem_budget.is_some() {
+                "--mem-budget".into()
+            } else {
+                "80% of MemAvailable".into()
+            },
+        )?;
+    }
+    writeln!(
+        o,
+        "  micro-batch {micro} of effective batch {}: {} accumulation step(s){}",
+        s.bs,
+        memory::accum_steps(s.bs, micro),
+        if s.micro_bs.is_none() && !cuda {
+            " (--bs auto: the largest the estimate fits in the budget; training probes it)"
+        } else {
+            ""
+        }
+    )?;
+    o.flush()?;
+    metrics.emit(memory_event(&e, device, s.bs, budget, None))?;
+    Ok(())
 }
 
 /// Used by tests: the checkpoint directory's model weights as named CPU tensors.

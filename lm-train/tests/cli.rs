@@ -519,3 +519,162 @@ fn copy_dir(a: &Path, b: &Path) {
         std::fs::copy(f.path(), b.join(f.file_name())).unwrap();
     }
 }
+
+/// Max |a − b| over the weights of two checkpoints.
+fn max_weight_diff(a: &Path, b: &Path) -> f64 {
+    let (wa, wb) = (weights(a), weights(b));
+    assert_eq!(wa.len(), wb.len());
+    wa.iter()
+        .zip(&wb)
+        .map(|((na, ta), (nb, tb))| {
+            assert_eq!(na, nb);
+            (ta - tb).abs().max().double_value(&[])
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn out_of_memory_backs_off_and_keeps_the_effective_batch() {
+    let e = env();
+    let common = [
+        "--steps",
+        "6",
+        "--drop-mult",
+        "0",
+        "--lr",
+        "1e-2",
+        "--log-every",
+        "1",
+    ];
+    // every forward/backward of more than 2 streams fails as if out of memory
+    let oom = e.dir.join("oom");
+    let mut a = common.to_vec();
+    a.extend(["--bs", "8", "--simulate-oom-above", "2"]);
+    let s = ok(&train(&e, &oom, &a));
+    let b = records(&s, "lm_backoff");
+    assert_eq!(b.len(), 2, "8 → 4 → 2: {s}");
+    assert_eq!(
+        (b[0]["micro_bs"].as_u64(), b[0]["accum_steps"].as_u64()),
+        (Some(4), Some(2))
+    );
+    assert_eq!(
+        (b[1]["micro_bs"].as_u64(), b[1]["accum_steps"].as_u64()),
+        (Some(2), Some(4))
+    );
+    assert_eq!(records(&s, "lm_step").len(), 6, "every step ran once: {s}");
+    let st = records(&s, "lm_start");
+    assert_eq!(st[0]["bs"], 8);
+    // the same as asking for micro-batches of 2 from the start
+    let acc = e.dir.join("acc");
+    let mut a = common.to_vec();
+    a.extend(["--bs", "2", "--effective-bs", "8"]);
+    let s2 = ok(&train(&e, &acc, &a));
+    let st = records(&s2, "lm_start");
+    assert_eq!(
+        (st[0]["micro_bs"].as_u64(), st[0]["accum_steps"].as_u64()),
+        (Some(2), Some(4))
+    );
+    assert_eq!(max_weight_diff(&oom, &acc), 0.0);
+    // and, within float tolerance, as one batch of 8
+    let big = e.dir.join("big");
+    let mut a = common.to_vec();
+    a.extend(["--bs", "8"]);
+    ok(&train(&e, &big, &a));
+    let d = max_weight_diff(&oom, &big);
+    assert!(
+        d < 1e-4,
+        "accumulated vs one batch: max weight difference {d}"
+    );
+    // --resume continues with the backed-off micro-batch
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oom.join("train_state.json")).unwrap()).unwrap();
+    assert_eq!(st["micro_bs"], 2);
+    // with 1 stream still failing, the run stops with a clear error
+    let mut a = common.to_vec();
+    a.extend(["--bs", "4", "--simulate-oom-above", "0"]);
+    let msg = err(&train(&e, &e.dir.join("no"), &a), 2);
+    assert!(
+        msg.contains("out of memory even with micro-batches of 1 stream"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn bs_auto_probes_within_the_budget() {
+    let e = env();
+    // a generous budget: the whole effective batch fits
+    let out = e.dir.join("auto");
+    let s = ok(&train(
+        &e,
+        &out,
+        &[
+            "--bs",
+            "auto",
+            "--effective-bs",
+            "8",
+            "--mem-budget",
+            "64G",
+            "--steps",
+            "2",
+        ],
+    ));
+    let m = records(&s, "lm_memory");
+    assert_eq!(m.len(), 1, "{s}");
+    assert_eq!(m[0]["micro_bs"], 8);
+    assert_eq!(records(&s, "lm_start")[0]["accum_steps"], 1);
+    // a budget below what the process already uses: refused before training
+    let msg = err(
+        &train(
+            &e,
+            &e.dir.join("tiny"),
+            &["--bs", "auto", "--mem-budget", "1M", "--steps", "2"],
+        ),
+        2,
+    );
+    assert!(msg.contains("not even a micro-batch of 1 stream"), "{msg}");
+    assert!(!e.dir.join("tiny").exists());
+}
+
+#[test]
+fn dry_run_prints_the_estimate_and_writes_nothing() {
+    let e = env();
+    let out = e.dir.join("never");
+    let s = ok(&train(&e, &out, &["--dry-run", "--bs", "8"]));
+    for w in [
+        "parameters",
+        "gradients",
+        "Adam state",
+        "activations",
+        "micro-batch 8",
+    ] {
+        assert!(s.contains(w), "{w}: {s}");
+    }
+    assert!(!out.exists());
+    // no -o needed; --metrics gets an lm_memory record
+    let mf = e.dir.join("m.jsonl");
+    let o = lm(&[
+        e.shards.to_str().unwrap(),
+        "--dry-run",
+        "--emb-sz",
+        "16",
+        "--n-hid",
+        "32",
+        "--n-layers",
+        "2",
+        "--bs",
+        "4",
+        "--bptt",
+        "8",
+        "--metrics",
+        mf.to_str().unwrap(),
+    ]);
+    ok(&o);
+    let rec = std::fs::read_to_string(&mf).unwrap();
+    let r: serde_json::Value = serde_json::from_str(rec.lines().next().unwrap()).unwrap();
+    assert_eq!(r["type"], "lm_memory");
+    // 2 layers 16→32→16 plus a vocab × 16 embedding and vocab biases
+    let v = vocab(&WORDS).len() as u64;
+    let expect = v * 16 + (4 * 32 * (16 + 32) + 8 * 32) + (4 * 16 * (32 + 16) + 8 * 16) + v;
+    assert_eq!(r["params"].as_u64(), Some(expect));
+    assert_eq!(r["param_bytes"].as_u64(), Some(4 * expect));
+}

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod error;
 pub mod input;
 pub mod metrics;
+pub mod plot;
 pub mod progress;
 pub mod shards;
 pub mod tokmap;

@@ -1,0 +1,165 @@
+//! Classifier checkpoints: a directory published atomically (`shared::atomic::AtomicDir`).
+//!
+//! ```text
+//! CLF/
+//!   config.json            format ulmfit-clf: encoder + head config, task, classes, settings
+//!   vocab.json             the encoder's vocab
+//!   model.safetensors      fp32 weights under fastai's classifier state_dict names
+//!   optimizer.safetensors  Adam state (NAME.grad_avg, NAME.sqr_avg): resumable checkpoints
+//!   train_state.json       step, done, per-parameter step counts, the epoch's running sums
+//! ```
+//!
+//! Every epoch has the same number of batches (the training loader drops the last partial
+//! one), so the step count locates phase, epoch and batch; random numbers are re-seeded from
+//! (seed, step) and the batch order from (seed, epoch): the step is all the RNG state a resume
+//! needs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use shared::atomic::AtomicDir;
+use shared::vocab::{Vocab, VOCAB_FILE};
+use tch::{Device, Tensor};
+
+use crate::config::{ClfConfig, CONFIG_FILE};
+use crate::model::{ClfModel, EMB_DP_ALIAS};
+use crate::optim::ClfOpt;
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const STATE_FILE: &str = "train_state.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TrainState {
+    /// Optimizer steps done (over all phases).
+    pub step: u64,
+    pub done: bool,
+    pub param_steps: BTreeMap<String, u64>,
+    pub epoch_loss_sum: f64,
+    pub epoch_loss_count: u64,
+    pub epoch_docs: u64,
+    pub epoch_train_s: f64,
+    pub elapsed_s: f64,
+}
+
+fn to_cpu(v: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    v.into_iter()
+        .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
+        .collect()
+}
+
+pub fn save(
+    dir: &Path,
+    model: &ClfModel,
+    vocab: &Vocab,
+    cfg: &ClfConfig,
+    resumable: Option<(&ClfOpt, &TrainState)>,
+) -> Result<()> {
+    let out = AtomicDir::create(dir, true)?;
+    let p = out.path();
+    let mut tensors = model.named_tensors();
+    tensors.push((EMB_DP_ALIAS.into(), model.encoder.encoder.shallow_clone()));
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(&to_cpu(tensors), p.join(MODEL_FILE))
+        .with_context(|| format!("{}: cannot write {MODEL_FILE}", dir.display()))?;
+    std::fs::write(p.join(CONFIG_FILE), cfg.to_json())?;
+    std::fs::write(p.join(VOCAB_FILE), vocab.to_json())?;
+    if let Some((opt, state)) = resumable {
+        let (t, steps) = opt.state_tensors();
+        Tensor::write_safetensors(&to_cpu(t), p.join(OPTIMIZER_FILE))
+            .with_context(|| format!("{}: cannot write {OPTIMIZER_FILE}", dir.display()))?;
+        let mut st = state.clone();
+        st.param_steps = steps;
+        let mut j = serde_json::to_vec_pretty(&st)?;
+        j.push(b'\n');
+        std::fs::write(p.join(STATE_FILE), j)?;
+    }
+    out.commit()
+}
+
+/// A classifier checkpoint read from disk.
+pub struct ClfCheckpoint {
+    pub dir: PathBuf,
+    pub config: ClfConfig,
+    pub vocab: Vocab,
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+impl ClfCheckpoint {
+    pub fn read(dir: &Path) -> Result<Self> {
+        let config = ClfConfig::load(dir)?;
+        let vocab = Vocab::load(dir.join(VOCAB_FILE))?;
+        if vocab.hash() != config.vocab_hash {
+            bail!(
+                "{}: vocab.json (hash {}) is not the vocab of config.json ({})",
+                dir.display(),
+                vocab.hash(),
+                config.vocab_hash
+            );
+        }
+        let mp = dir.join(MODEL_FILE);
+        let tensors = Tensor::read_safetensors(&mp)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", mp.display()))?
+            .into_iter()
+            .collect();
+        Ok(ClfCheckpoint {
+            dir: dir.to_path_buf(),
+            config,
+            vocab,
+            tensors,
+        })
+    }
+
+    /// Copies every tensor into `model` (shapes checked; the embedding alias is skipped).
+    pub fn load_into(&self, model: &ClfModel) -> Result<()> {
+        let mp = self.dir.join(MODEL_FILE);
+        let all = model.named_tensors();
+        for name in self.tensors.keys() {
+            if name != EMB_DP_ALIAS && !all.iter().any(|(n, _)| n == name) {
+                bail!(
+                    "{}: unexpected tensor {name} (not a checkpoint of this architecture)",
+                    mp.display()
+                );
+            }
+        }
+        tch::no_grad(|| {
+            for (name, t) in all {
+                let Some(src) = self.tensors.get(&name) else {
+                    bail!("{}: missing tensor {name}", mp.display());
+                };
+                if src.size() != t.size() {
+                    bail!(
+                        "{}: tensor {name} has shape {:?}, config.json needs {:?}",
+                        mp.display(),
+                        src.size(),
+                        t.size()
+                    );
+                }
+                let mut t = t;
+                t.f_copy_(src)
+                    .with_context(|| format!("{}: loading {name}", mp.display()))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Reads the resumable part of a checkpoint into `opt`.
+pub fn read_resumable(dir: &Path, opt: &mut ClfOpt, device: Device) -> Result<TrainState> {
+    let sp = dir.join(STATE_FILE);
+    let bytes = std::fs::read(&sp)
+        .with_context(|| format!("{}: cannot read (not a resumable checkpoint)", sp.display()))?;
+    let state: TrainState =
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid", sp.display()))?;
+    let op = dir.join(OPTIMIZER_FILE);
+    let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&op)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", op.display()))?
+        .into_iter()
+        .map(|(n, t)| (n, t.to_device(device)))
+        .collect();
+    opt.load_state(&tensors, &state.param_steps)
+        .with_context(|| format!("{}", op.display()))?;
+    Ok(state)
+}

@@ -1,0 +1,57 @@
+//! `clf-train`: ULMFiT stage 3 — a classifier or regressor head on a fine-tuned AWD-LSTM
+//! encoder, trained with gradual unfreezing, discriminative learning rates and one-cycle
+//! schedules (fastai's `text_classifier_learner` recipe), plus `predict`.
+//!
+//! Reuses lm-train's encoder ([`lm_train::model::AwdLstm`]), optimizer
+//! ([`lm_train::optim::AdamW`], [`lm_train::optim::OneCycle`]), checkpoint reading and runtime.
+
+pub mod args;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod predict;
+pub mod schedule;
+pub mod train;
+
+use anyhow::Result;
+use clap::Parser;
+
+pub use args::{Args, Command};
+
+pub const TOOL: &str = "clf-train";
+
+/// Runs the tool as the binary does, from command-line arguments.
+pub fn run_from<I, T>(argv: I) -> Result<i32>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = match Args::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => {
+            e.print()?;
+            return Ok(0);
+        }
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "{}",
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+            ))
+        }
+    };
+    run(args)
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    match args.command {
+        Some(Command::Predict(p)) => predict::run(p, &args.common),
+        None => train::run(args.train, &args.common),
+    }
+}

@@ -1,0 +1,653 @@
+//! The training loop: gradual unfreezing, one `fit_one_cycle` per phase, with checkpoints
+//! that resume bit for bit (on the CPU with the same --threads).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use lm_train::checkpoint::Checkpoint;
+use lm_train::config::{ModelConfig, Precision};
+use lm_train::optim::OneCycle;
+use lm_train::runtime;
+use lm_train::train::{resolve_precision, step_seed};
+use shared::cli::{CommonArgs, Interrupted};
+use shared::progress::Progress;
+use shared::shards::{ShardSet, Split};
+use shared::vocab::{Vocab, PAD};
+use tch::{Kind, Reduction, Tensor};
+
+use crate::args::TrainArgs;
+use crate::checkpoint::{self, ClfCheckpoint, TrainState};
+use crate::config::{
+    require_lm_checkpoint, ClfConfig, HeadConfig, LabelConfig, Task, TrainSettings,
+};
+use crate::data::{self, Targets};
+use crate::metrics::{self, ClfEvent, ClfMetrics, Scores};
+use crate::model::ClfModel;
+use crate::optim::ClfOpt;
+use crate::schedule::{self, Phase};
+use crate::TOOL;
+
+fn note(quiet: bool, msg: impl std::fmt::Display) {
+    if !quiet {
+        eprintln!("{TOOL}: {msg}");
+    }
+}
+
+/// fastai's `awd_lstm_clas_config` dropouts times `drop_mult`, on the LM's sizes.
+pub fn encoder_config(lm: &ModelConfig, drop_mult: f64, pad_token: i64) -> ModelConfig {
+    let mut c = lm.clone();
+    c.pad_token = pad_token;
+    c.input_p = 0.4 * drop_mult;
+    c.weight_p = 0.5 * drop_mult;
+    c.embed_p = 0.05 * drop_mult;
+    c.hidden_p = 0.3 * drop_mult;
+    c.output_p = 0.4 * drop_mult;
+    c
+}
+
+/// Number of model outputs of a task.
+pub fn n_out(labels: &LabelConfig) -> i64 {
+    match labels.task {
+        Task::Regression => 1,
+        _ => labels.classes.len() as i64,
+    }
+}
+
+/// The task loss (mean over the batch); `out` fp32 batch × n_out, `y` from [`Targets::batch`].
+pub fn loss(task: Task, out: &Tensor, y: &Tensor) -> Tensor {
+    match task {
+        Task::Classification => out.cross_entropy_for_logits(y),
+        Task::MultiLabel => {
+            out.binary_cross_entropy_with_logits::<Tensor>(y, None, None, Reduction::Mean)
+        }
+        Task::Regression => out.mse_loss(y, Reduction::Mean),
+    }
+}
+
+/// Validation: mean loss per document and the task's scores (no dropout, BatchNorm running
+/// statistics, longest documents first).
+pub fn evaluate(
+    model: &ClfModel,
+    split: &Split,
+    targets: &Targets,
+    labels: &LabelConfig,
+    bs: usize,
+    precision: Precision,
+) -> Scores {
+    let _g = tch::no_grad_guard();
+    let lens = data::lengths(split);
+    let fill = model.encoder.cfg.pad_token;
+    let (mut loss_sum, mut n) = (0.0f64, 0usize);
+    let mut outs: Vec<(Vec<usize>, Tensor)> = Vec::new();
+    for b in data::sorted_batches(&lens, bs) {
+        let docs: Vec<Vec<i64>> = b.iter().map(|&d| data::doc_ids(split, d, fill)).collect();
+        let o = model
+            .forward(&docs, false, precision)
+            .out
+            .to_device(tch::Device::Cpu);
+        let y = targets.batch(&b);
+        loss_sum += loss(labels.task, &o, &y).double_value(&[]) * b.len() as f64;
+        n += b.len();
+        outs.push((b, o));
+    }
+    let mut s = Scores {
+        valid_loss: Some(loss_sum / n.max(1) as f64),
+        ..Default::default()
+    };
+    let order: Vec<usize> = outs.iter().flat_map(|(b, _)| b.iter().copied()).collect();
+    let all = Tensor::cat(
+        &outs
+            .iter()
+            .map(|(_, o)| o.shallow_clone())
+            .collect::<Vec<_>>(),
+        0,
+    );
+    let k = labels.classes.len();
+    match (labels.task, targets) {
+        (Task::Classification, Targets::Class(y)) => {
+            let pred = Vec::<i64>::try_from(all.argmax(-1, false)).expect("int64");
+            let yy: Vec<i64> = order.iter().map(|&d| y[d]).collect();
+            let (acc, f1) = metrics::classification_scores(&yy, &pred, k);
+            s.accuracy = Some(acc);
+            s.macro_f1 = Some(f1.iter().sum::<f64>() / k.max(1) as f64);
+        }
+        (Task::MultiLabel, Targets::Multi(y, k)) => {
+            let pred = Vec::<f32>::try_from(all.sigmoid().ge(0.5).to_kind(Kind::Float).view([-1]))
+                .expect("f32");
+            let yy: Vec<f32> = order
+                .iter()
+                .flat_map(|&d| y[d * k..(d + 1) * k].iter().copied())
+                .collect();
+            let (acc, f1) = metrics::multilabel_scores(&yy, &pred, *k);
+            s.accuracy = Some(acc);
+            s.macro_f1 = Some(f1.iter().sum::<f64>() / (*k).max(1) as f64);
+            s.f1_per_label = Some(labels.classes.iter().cloned().zip(f1).collect());
+        }
+        (Task::Regression, Targets::Reg(y)) => {
+            let pred = Vec::<f32>::try_from(all.view([-1])).expect("f32");
+            let yy: Vec<f32> = order.iter().map(|&d| y[d]).collect();
+            let (mae, rmse, r2) = metrics::regression_scores(&yy, &pred);
+            (s.mae, s.rmse, s.r2) = (Some(mae), Some(rmse), r2);
+        }
+        _ => unreachable!("targets follow the task"),
+    }
+    s
+}
+
+/// Where step `step` falls: (phase, first step of the phase, global epoch, batch).
+fn locate(phases: &[Phase], nb: u64, step: u64) -> (usize, u64, u64, u64) {
+    let mut start = 0u64;
+    for (p, ph) in phases.iter().enumerate() {
+        let n = ph.epochs as u64 * nb;
+        if step < start + n || p + 1 == phases.len() {
+            return (p, start, step / nb, step % nb);
+        }
+        start += n;
+    }
+    unreachable!("at least one phase")
+}
+
+fn group_names(n_layers: usize) -> Vec<String> {
+    let mut v = vec!["embedding".to_string()];
+    v.extend((0..n_layers).map(|l| format!("lstm{l}")));
+    v.push("head".into());
+    v
+}
+
+struct Prepared {
+    cfg: ClfConfig,
+    settings: TrainSettings,
+    lm: Option<Checkpoint>,
+    resume: Option<ClfCheckpoint>,
+}
+
+fn prepare(
+    a: &TrainArgs,
+    set: &ShardSet,
+    shards_dir: &Path,
+    out: &Path,
+    device: tch::Device,
+) -> Result<Prepared> {
+    if a.resume {
+        let ck = ClfCheckpoint::read(out)?;
+        let settings = ck.config.training.clone().with_context(|| {
+            format!(
+                "{}: checkpoint has no training settings; cannot resume",
+                out.display()
+            )
+        })?;
+        set.require_vocab(
+            &ck.config.vocab_hash,
+            "the vocab of the checkpoint being resumed",
+        )?;
+        return Ok(Prepared {
+            cfg: ck.config.clone(),
+            settings,
+            lm: None,
+            resume: Some(ck),
+        });
+    }
+    let enc_dir = a.encoder.clone().context("--encoder LM_DIR is required")?;
+    require_lm_checkpoint(&enc_dir)?;
+    let lm = Checkpoint::read(&enc_dir)?;
+    set.require_vocab(
+        &lm.config.vocab_hash,
+        &format!(
+            "the vocab of the --encoder language model {}",
+            enc_dir.display()
+        ),
+    )?;
+    let train = set.split(&a.train_split)?;
+    let labels = data::resolve_labels(
+        shards_dir,
+        &train,
+        &a.label_col,
+        a.task,
+        a.label_delim.as_deref(),
+    )?;
+    if a.y_range.is_some() && labels.task != Task::Regression {
+        bail!(
+            "--y-range is for regression; the label column {:?} is a {} target",
+            labels.label_col,
+            labels.task.name()
+        );
+    }
+    if a.drop_mult < 0.0 {
+        bail!("--drop-mult must not be negative");
+    }
+    let pad = set
+        .vocab
+        .get(PAD)
+        .map_or(lm.config.model.pad_token, i64::from);
+    let enc = encoder_config(&lm.config.model, a.drop_mult, pad);
+    enc.validate()?;
+    if a.lin_ftrs.iter().any(|&n| n < 1) {
+        bail!("--lin-ftrs: sizes must be positive");
+    }
+    let ps = if a.ps.len() == a.lin_ftrs.len() {
+        a.ps.clone()
+    } else if a.ps.len() == 1 {
+        vec![a.ps[0]; a.lin_ftrs.len()]
+    } else {
+        bail!(
+            "--ps has {} values for {} --lin-ftrs layers",
+            a.ps.len(),
+            a.lin_ftrs.len()
+        );
+    };
+    let mut dims = vec![3 * enc.emb_sz];
+    dims.extend(&a.lin_ftrs);
+    dims.push(n_out(&labels));
+    let mut all_ps = vec![enc.output_p];
+    all_ps.extend(ps);
+    if all_ps.iter().any(|p| !(0.0..1.0).contains(p)) {
+        bail!("head dropouts {all_ps:?} must be in [0, 1) (check --ps and --drop-mult)");
+    }
+    let y_range = match a.y_range.as_deref() {
+        Some([lo, hi]) if lo < hi => Some((*lo, *hi)),
+        Some(r) => bail!("--y-range {r:?}: LO must be below HI"),
+        None => None,
+    };
+    if a.bptt == 0 || a.max_len < a.bptt {
+        bail!(
+            "--max-len ({}) must be at least --bptt ({}) and --bptt at least 1",
+            a.max_len,
+            a.bptt
+        );
+    }
+    if a.bs < 2 {
+        bail!("--bs must be at least 2 (BatchNorm in the head needs batch statistics)");
+    }
+    let n_groups = enc.n_layers as usize + 2;
+    let phases = schedule::parse(&a.unfreeze, n_groups)?;
+    if !(a.disc_div.is_finite() && a.disc_div >= 1.0) {
+        bail!("--disc-div must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&a.pct_start) {
+        bail!("--pct-start must be in [0, 1]");
+    }
+    let precision = resolve_precision(a.precision, device);
+    let settings = TrainSettings {
+        train_split: a.train_split.clone(),
+        valid_split: a.valid_split.clone(),
+        bs: a.bs,
+        phases,
+        unfreeze: a.unfreeze.clone(),
+        disc_div: a.disc_div,
+        div: a.div,
+        div_final: a.div_final,
+        pct_start: a.pct_start,
+        moms: [a.moms[0], a.moms[1], a.moms[2]],
+        sqr_mom: a.sqr_mom,
+        eps: a.eps,
+        wd: a.wd,
+        clip: a.clip,
+        alpha: a.alpha,
+        beta: a.beta,
+        seed: a.seed,
+        precision,
+        drop_mult: a.drop_mult,
+    };
+    let cfg = ClfConfig {
+        format: crate::config::CONFIG_FORMAT.into(),
+        version: crate::config::CONFIG_VERSION,
+        arch: crate::config::ARCH.into(),
+        encoder: enc,
+        head: HeadConfig {
+            dims,
+            ps: all_ps,
+            y_range,
+        },
+        labels,
+        bptt: a.bptt,
+        max_len: a.max_len,
+        vocab_hash: set.vocab.hash().to_string(),
+        encoder_source: enc_dir.display().to_string(),
+        training: Some(settings.clone()),
+        created_by: concat!("ulmfit-rs clf-train ", env!("CARGO_PKG_VERSION")).into(),
+    };
+    Ok(Prepared {
+        cfg,
+        settings,
+        lm: Some(lm),
+        resume: None,
+    })
+}
+
+struct Run<'a> {
+    out: PathBuf,
+    model: ClfModel,
+    vocab: &'a Vocab,
+    cfg: ClfConfig,
+    opt: ClfOpt,
+    state: TrainState,
+    last_saved: Option<u64>,
+    metrics: &'a mut ClfMetrics,
+}
+
+impl Run<'_> {
+    fn save(&mut self, epoch: u64) -> Result<()> {
+        checkpoint::save(
+            &self.out,
+            &self.model,
+            self.vocab,
+            &self.cfg,
+            Some((&self.opt, &self.state)),
+        )?;
+        self.last_saved = Some(self.state.step);
+        self.metrics.emit(ClfEvent::ClfCheckpoint {
+            path: self.out.display().to_string(),
+            step: self.state.step,
+            epoch,
+        })
+    }
+}
+
+pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
+    runtime::flush_denormals();
+    let threads = runtime::init_threads(common.threads);
+    let device = runtime::parse_device(&a.device)?;
+    let quiet = common.quiet;
+    let shards_dir = a.shards.clone().context("SHARDS is required")?;
+    let out = a.output.clone().context("-o DIR is required")?;
+    if a.resume {
+        if !out.is_dir() {
+            bail!(
+                "{}: nothing to resume (no such checkpoint directory)",
+                out.display()
+            );
+        }
+    } else if out.exists() && !a.force {
+        bail!(
+            "{}: already exists (use --force to replace it, or --resume to continue it)",
+            out.display()
+        );
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            bail!(
+                "{}: the directory {} does not exist",
+                out.display(),
+                parent.display()
+            );
+        }
+    }
+    let set = ShardSet::open(&shards_dir)?;
+    let Prepared {
+        cfg,
+        settings,
+        lm,
+        resume,
+    } = prepare(&a, &set, &shards_dir, &out, device)?;
+    let s = &settings;
+    let labels = cfg.labels.clone();
+
+    // Data: every label checked before any model is built.
+    let train = set.split(&s.train_split)?;
+    if !set.has_split(&s.valid_split) {
+        let have: Vec<&str> = set.split_names().collect();
+        bail!(
+            "{}: no validation split {:?} (splits: {}); numericalize with --split-col or --valid-pct, or pass --valid-split",
+            shards_dir.display(),
+            s.valid_split,
+            have.join(", ")
+        );
+    }
+    let valid = set.split(&s.valid_split)?;
+    if valid.docs() == 0 {
+        bail!(
+            "{}: the validation split {:?} is empty",
+            shards_dir.display(),
+            s.valid_split
+        );
+    }
+    let train_t = data::targets(&shards_dir, &train, &labels)?;
+    let valid_t = data::targets(&shards_dir, &valid, &labels)?;
+    let lens = data::lengths(&train);
+    let nb = (train.docs() / s.bs) as u64;
+    if nb == 0 {
+        bail!(
+            "{}: the training split {:?} has {} documents, fewer than --bs {} (the last partial batch is dropped, as fastai does); lower --bs",
+            shards_dir.display(),
+            s.train_split,
+            train.docs(),
+            s.bs
+        );
+    }
+    let mut metrics = ClfMetrics::open(a.metrics.as_deref())?;
+    runtime::install_ctrlc();
+
+    // Model.
+    tch::manual_seed(step_seed(s.seed, u64::MAX));
+    let model = ClfModel::new(&cfg, device);
+    if let Some(lm) = &lm {
+        model.load_encoder(lm)?;
+    }
+    if let Some(ck) = &resume {
+        ck.load_into(&model)?;
+    }
+    drop(lm);
+    let n_groups = model.n_groups();
+    let mut opt = ClfOpt::new(&model, s.sqr_mom, s.eps, s.wd);
+    let state = if a.resume {
+        checkpoint::read_resumable(&out, &mut opt, device)?
+    } else {
+        TrainState::default()
+    };
+    drop(resume);
+    if state.done {
+        note(
+            quiet,
+            format!(
+                "{}: this run is already complete (step {}); nothing to do",
+                out.display(),
+                state.step
+            ),
+        );
+        return Ok(0);
+    }
+    let total: u64 = s.phases.iter().map(|p| p.epochs as u64 * nb).sum();
+    let precision = s.precision;
+    metrics.emit(ClfEvent::ClfStart {
+        task: labels.task.name().into(),
+        classes: labels.classes.clone(),
+        n_out: n_out(&labels) as u64,
+        train_docs: train.docs() as u64,
+        valid_docs: valid.docs() as u64,
+        vocab_size: set.vocab.len() as u64,
+        params: model.n_params() as u64,
+        groups: group_names(model.n_layers()),
+        phases: s.phases.len() as u64,
+        total_steps: total,
+        start_step: state.step,
+        bs: s.bs as u64,
+        bptt: cfg.bptt as u64,
+        max_len: cfg.max_len as u64,
+        encoder: cfg.encoder_source.clone(),
+        device: runtime::device_name(device),
+        precision: format!("{precision:?}").to_lowercase(),
+        threads: threads as u64,
+    })?;
+    let mut run = Run {
+        out: out.clone(),
+        model,
+        vocab: &set.vocab,
+        cfg: cfg.clone(),
+        opt,
+        state,
+        last_saved: None,
+        metrics: &mut metrics,
+    };
+    if a.resume {
+        run.last_saved = Some(run.state.step);
+    }
+    let mode = common.progress.resolve(quiet);
+    let mut progress = Progress::new(mode, TOOL, "steps", Some(total));
+    progress.inc(run.state.step);
+    let t0 = Instant::now();
+    let elapsed0 = run.state.elapsed_s;
+    let elapsed = |t0: &Instant| elapsed0 + t0.elapsed().as_secs_f64();
+    let fill = cfg.encoder.pad_token;
+    let (mut w_loss, mut w_n, mut w_docs, mut w_time, mut w_gn) =
+        (0.0f64, 0u64, 0u64, 0.0f64, 0.0f64);
+    let mut batches: Option<(u64, Vec<Vec<usize>>)> = None;
+    let mut cur_phase = usize::MAX;
+    let mut sched = None;
+
+    while run.state.step < total {
+        let step = run.state.step;
+        let (p, p_start, epoch, batch) = locate(&s.phases, nb, step);
+        let phase = &s.phases[p];
+        if p != cur_phase {
+            run.opt.freeze_to(n_groups, phase.trainable);
+            let lrs = schedule::group_lrs(phase, n_groups, s.disc_div);
+            let steps = phase.epochs as u64 * nb;
+            if step == p_start {
+                run.metrics.emit(ClfEvent::ClfPhase {
+                    phase: p as u64,
+                    trainable_groups: phase.trainable as u64,
+                    frozen_groups: (n_groups - phase.trainable) as u64,
+                    epochs: phase.epochs as u64,
+                    steps,
+                    lrs: lrs.clone(),
+                })?;
+            }
+            sched = Some(OneCycle {
+                lr_max: lrs,
+                div: s.div,
+                div_final: s.div_final,
+                pct_start: s.pct_start,
+                moms: s.moms,
+                total_steps: steps,
+            });
+            cur_phase = p;
+        }
+        let sched = sched.as_ref().expect("set above");
+        if batches.as_ref().map_or(true, |(e, _)| *e != epoch) {
+            batches = Some((
+                epoch,
+                data::train_batches(&lens, s.bs, data::epoch_seed(s.seed, epoch)),
+            ));
+        }
+        if batch == 0 {
+            run.state.epoch_loss_sum = 0.0;
+            run.state.epoch_loss_count = 0;
+            run.state.epoch_docs = 0;
+            run.state.epoch_train_s = 0.0;
+        }
+        let b = &batches.as_ref().expect("set").1[batch as usize];
+        let ts = Instant::now();
+        tch::manual_seed(step_seed(s.seed, step));
+        let docs: Vec<Vec<i64>> = b.iter().map(|&d| data::doc_ids(&train, d, fill)).collect();
+        let o = run.model.forward(&docs, true, precision);
+        let y = train_t.batch(b).to_device(device);
+        let task_loss = loss(labels.task, &o.out, &y);
+        let mut total_loss = task_loss.shallow_clone();
+        // fastai's RNNRegularizer on the classifier: AR and TAR on the sentence encoder's output
+        if s.alpha != 0.0 {
+            total_loss += o.enc_out.square().mean(Kind::Float) * s.alpha;
+        }
+        let sl = o.enc_out.size()[1];
+        if s.beta != 0.0 && sl > 1 {
+            let d = o.enc_out.narrow(1, 1, sl - 1) - o.enc_out.narrow(1, 0, sl - 1);
+            total_loss += d.square().mean(Kind::Float) * s.beta;
+        }
+        let lv = task_loss.double_value(&[]);
+        let tv = total_loss.double_value(&[]);
+        if !lv.is_finite() || !tv.is_finite() {
+            progress.finish();
+            let kept = match run.last_saved {
+                Some(k) => format!(
+                    "the last good checkpoint (step {k}) is kept in {}",
+                    out.display()
+                ),
+                None => "no checkpoint had been written yet".to_string(),
+            };
+            bail!(
+                "training diverged: the loss is {} at step {} (phase {p}, epoch {epoch}, batch {batch}); stopped, {kept} (lower the --unfreeze learning rates or set --clip)",
+                if lv.is_nan() || tv.is_nan() { "NaN" } else { "infinite" },
+                step + 1
+            );
+        }
+        run.opt.zero_grad();
+        total_loss.backward();
+        let gn = s.clip.map(|c| run.opt.clip_grad_norm(c));
+        let lrs = sched.lrs(step - p_start);
+        let mom = sched.mom(step - p_start);
+        run.opt.step(&lrs, mom);
+        let dt = ts.elapsed().as_secs_f64();
+        run.state.step += 1;
+        run.state.epoch_loss_sum += lv;
+        run.state.epoch_loss_count += 1;
+        run.state.epoch_docs += b.len() as u64;
+        run.state.epoch_train_s += dt;
+        run.state.elapsed_s = elapsed(&t0);
+        (w_loss, w_n, w_docs, w_time, w_gn) = (
+            w_loss + lv,
+            w_n + 1,
+            w_docs + b.len() as u64,
+            w_time + dt,
+            w_gn + gn.unwrap_or(0.0),
+        );
+        progress.inc(1);
+        let stepn = run.state.step;
+        if a.log_every > 0 && (stepn % a.log_every == 0 || stepn == total) {
+            run.metrics.emit(ClfEvent::ClfStep {
+                phase: p as u64,
+                epoch,
+                step: stepn,
+                train_loss: w_loss / w_n as f64,
+                lrs: lrs.clone(),
+                mom,
+                grad_norm: s.clip.map(|_| w_gn / w_n as f64),
+                docs_per_s: w_docs as f64 / w_time.max(1e-9),
+                elapsed_s: run.state.elapsed_s,
+            })?;
+            (w_loss, w_n, w_docs, w_time, w_gn) = (0.0, 0, 0, 0.0, 0.0);
+        }
+        let epoch_done = stepn % nb == 0;
+        if epoch_done {
+            let scores = evaluate(&run.model, &valid, &valid_t, &labels, s.bs, precision);
+            run.state.elapsed_s = elapsed(&t0);
+            run.metrics.emit(ClfEvent::ClfEpoch {
+                phase: p as u64,
+                epoch,
+                step: stepn,
+                train_loss: run.state.epoch_loss_sum / run.state.epoch_loss_count.max(1) as f64,
+                scores,
+                docs_per_s: run.state.epoch_docs as f64 / run.state.epoch_train_s.max(1e-9),
+                elapsed_s: run.state.elapsed_s,
+            })?;
+            run.state.done = stepn >= total;
+            run.save(epoch)?;
+        }
+        if runtime::stop_requested() || a.stop_after == Some(stepn) {
+            progress.finish();
+            if !epoch_done {
+                run.save(epoch)?;
+            }
+            note(
+                quiet,
+                format!(
+                    "interrupted at step {stepn}; checkpoint saved in {} (continue with --resume)",
+                    out.display()
+                ),
+            );
+            return Err(Interrupted.into());
+        }
+        if a.save_every > 0 && stepn % a.save_every == 0 && !epoch_done {
+            run.save(epoch)?;
+        }
+    }
+    progress.finish();
+    note(
+        quiet,
+        format!(
+            "{} steps done; checkpoint in {}",
+            run.state.step,
+            out.display()
+        ),
+    );
+    Ok(0)
+}

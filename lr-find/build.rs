@@ -1,0 +1,56 @@
+//! Makes the binaries find libtorch without LD_LIBRARY_PATH, and links libtorch_cuda so CUDA is
+//! found when present.
+//!
+//! * rpath: the torch lib dir (from `TORCH_LIB`, else asked of the `python` that tch's build
+//!   uses with `LIBTORCH_USE_PYTORCH=1`, the same way `scripts/libtorch.sh` does).
+//! * `--no-as-needed -ltorch_cuda`: nothing in tch references a symbol of libtorch_cuda, so the
+//!   linker would drop it and libtorch would never register its CUDA backend. Only emitted when
+//!   the library exists; a CPU-only libtorch has none and still works.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn torch_lib() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TORCH_LIB") {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(p) = std::env::var_os("LIBTORCH") {
+        return Some(PathBuf::from(p).join("lib"));
+    }
+    let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python".into());
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('torch').origin), 'lib'))",
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8(out.stdout).ok()?;
+    Some(PathBuf::from(s.trim()))
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=TORCH_LIB");
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=PYTHON_SYS_EXECUTABLE");
+    println!("cargo:rerun-if-changed=build.rs");
+    let Some(lib) = torch_lib() else {
+        println!("cargo:warning=lr-find: torch lib dir not found; set TORCH_LIB (binaries will need LD_LIBRARY_PATH)");
+        return;
+    };
+    if !lib.join("libtorch_cpu.so").exists() && !lib.join("libtorch.so").exists() {
+        println!(
+            "cargo:warning=lr-find: {} holds no libtorch; no rpath emitted",
+            lib.display()
+        );
+        return;
+    }
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    if lib.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-search=native={}", lib.display());
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+}

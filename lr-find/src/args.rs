@@ -1,0 +1,166 @@
+//! Command-line flags (raw `Args`; [`crate::Config`] is the resolved form).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use lm_train::args::PrecisionArg;
+use shared::cli::{CommonArgs, EXIT_CODES_HELP};
+
+use crate::schedule::ScheduleKind;
+use crate::suggest::Method;
+
+const AFTER_HELP: &str = "\
+Examples:
+  lr-find shards/ --emb-sz 64 --n-hid 128 --n-layers 2 --bs 32 --bptt 64 --plot lr.png
+  lr-find shards/ --init lm0/ --freeze --plot lr.svg          # before fine-tuning lm0/
+  lr-find shards/ --init lm0/ --repeats 5 --plot lr.png > lr.jsonl
+  lr-find shards/ --init lm0/ --valid-loss --schedule linear --start-lr 1e-4 --end-lr 1e-1
+  lr-find shards/ --init lm0/ -q | jq -r 'select(.type==\"lr_find_summary\").lr'
+
+What it does (fastai's learn.lr_find()): the learning rate grows from --start-lr to --end-lr
+over --num-it optimiser steps (iteration i at start·(end/start)^(i/num_it)); the loss of each
+step is smoothed (exponential moving average, beta 0.98, bias-corrected, as fastai's
+Recorder); the test stops when the smoothed loss exceeds 4× its best or is NaN. Suggestions
+as fastai v2 (valley, steep, minimum, slide) on the recorded curve without its first tenth
+and last 5 points. The checkpoint given to --init is only read: nothing is written to it.
+The model, batches and optimiser step are lm-train's (same flags, same seeds: lr-find --seed
+S starts from the model, data order and dropout masks that lm-train --seed S would use).
+
+Output: JSON lines on stdout (or -o FILE), one object per line with \"type\":
+  lr_find_start    settings and sizes
+  lr_find_iter     repeat, iter, lr, loss, smooth_loss (one per iteration; NaN is null)
+  lr_find_repeat   per repeat: iterations, stop (num_it|diverged|nan), its four suggestions
+  lr_find_band     with --repeats > 1, per iteration: median, p10, p90 of the smoothed loss
+  lr_find_summary  lr (the --suggest method), valley, steep, minimum, slide, and per method
+                   the marked point and the spread over repeats (median, p10, p90)
+A one-line summary goes to stderr; a text chart too when stderr is a terminal.
+
+";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lr-find",
+    version,
+    about = "Leslie Smith's learning-rate range test as fastai's lr_find, with its suggestions",
+    after_help = format!("{AFTER_HELP}{EXIT_CODES_HELP}"),
+    args_override_self = true
+)]
+pub struct Args {
+    /// Shard set directory (from numericalize).
+    #[arg(value_name = "SHARDS")]
+    pub shards: PathBuf,
+    /// Start from this language-model checkpoint (lm-train -o); only read.
+    #[arg(long, value_name = "CKPT")]
+    pub init: Option<PathBuf>,
+    /// A classifier checkpoint (clf-train -o): not supported yet.
+    #[arg(long, value_name = "CLF", conflicts_with = "init")]
+    pub ckpt: Option<PathBuf>,
+    /// With --init: allow a checkpoint whose vocab differs from the shards' (rows matched by
+    /// token string, in memory only).
+    #[arg(long)]
+    pub remap_vocab: bool,
+    /// Train only the last layer group (embedding + decoder), as fastai's `freeze()`.
+    #[arg(long)]
+    pub freeze: bool,
+
+    /// First learning rate.
+    #[arg(long, default_value_t = 1e-7, value_name = "LR")]
+    pub start_lr: f64,
+    /// Learning rate the schedule reaches after --num-it iterations.
+    #[arg(long, default_value_t = 10.0, value_name = "LR")]
+    pub end_lr: f64,
+    /// Iterations (optimiser steps); the data is cycled if it has fewer batches.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub num_it: usize,
+    /// exp (fastai) or linear (Leslie Smith's original test).
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Exp)]
+    pub schedule: ScheduleKind,
+    /// Run all --num-it iterations, even when the loss diverges or is NaN.
+    #[arg(long)]
+    pub no_stop_div: bool,
+    /// Record the validation loss after every step (torch-lr-finder's val_loader mode,
+    /// Leslie Smith's paper) instead of the training batch's loss. Slower.
+    #[arg(long)]
+    pub valid_loss: bool,
+    /// With --valid-loss: use only the first N validation batches.
+    #[arg(long, value_name = "N")]
+    pub valid_batches: Option<usize>,
+    /// Smoothing of the recorded loss (fastai's Recorder beta).
+    #[arg(long, default_value_t = 0.98, value_name = "BETA")]
+    pub smooth: f64,
+    /// The suggestion reported as `lr`.
+    #[arg(long, value_enum, default_value_t = Method::Valley)]
+    pub suggest: Method,
+    /// Run the test K times with different seeds and batch orders; report the median curve,
+    /// the 10th–90th percentile band and each suggestion's spread.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub repeats: usize,
+    /// Seed of initialisation, batch order and dropout (repeat k > 0 derives its own).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// JSON lines to FILE (written atomically) instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Chart of the curve: FILE.png or FILE.svg (log-lr axis, suggestions marked).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Replace existing -o / --plot files.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Batch size (parallel streams), as lm-train.
+    #[arg(long, default_value_t = 64)]
+    pub bs: usize,
+    /// Back-propagation through time: sequence length of a batch, as lm-train.
+    #[arg(long, default_value_t = 72)]
+    pub bptt: usize,
+    /// Embedding size (from scratch; --init takes the checkpoint's).
+    #[arg(long, value_name = "N")]
+    pub emb_sz: Option<i64>,
+    /// LSTM hidden size (from scratch).
+    #[arg(long, value_name = "N")]
+    pub n_hid: Option<i64>,
+    /// LSTM layers (from scratch).
+    #[arg(long, value_name = "N")]
+    pub n_layers: Option<i64>,
+    /// Multiplies fastai's LM dropouts (0.25, 0.2, 0.02, 0.15, 0.1).
+    #[arg(long, default_value_t = 1.0)]
+    pub drop_mult: f64,
+
+    /// Adam β1 (fastai's lr_find keeps the optimiser's default momentum, 0.9).
+    #[arg(long, default_value_t = 0.9)]
+    pub mom: f64,
+    /// Adam β2 (fastai's sqr_mom).
+    #[arg(long, default_value_t = 0.99)]
+    pub sqr_mom: f64,
+    /// Adam epsilon.
+    #[arg(long, default_value_t = 1e-5)]
+    pub eps: f64,
+    /// Decoupled weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub wd: f64,
+    /// Clip the global gradient norm (off by default, as fastai's text learners).
+    #[arg(long, value_name = "NORM")]
+    pub clip: Option<f64>,
+    /// Activation regularisation (AR).
+    #[arg(long, default_value_t = 2.0)]
+    pub alpha: f64,
+    /// Temporal activation regularisation (TAR).
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+
+    /// Compute precision (weights and optimizer state stay fp32).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
+    pub precision: PrecisionArg,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long, default_value = "train", value_name = "NAME")]
+    pub train_split: String,
+    #[arg(long, default_value = "valid", value_name = "NAME")]
+    pub valid_split: String,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}

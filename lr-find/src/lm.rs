@@ -1,0 +1,178 @@
+//! The language model side of the range test: lm-train's model, batches, AdamW and training
+//! step ([`lm_train::train::train_step`]) behind [`RangeTestModel`].
+//!
+//! Seeds follow lm-train exactly, so `lr-find --seed S` starts from the weights, document
+//! order and dropout masks that `lm-train --seed S` would use: the initial weights from
+//! `step_seed(S, u64::MAX)`, epoch `e`'s shuffle from `shuffle_seed(S, e)`, step `t`'s dropout
+//! from `step_seed(S, t)`. When the test needs more batches than an epoch has, the next epoch
+//! starts (reshuffled, hidden state reset, as fastai's `lr_find` fitting several epochs).
+
+use anyhow::Result;
+use lm_train::checkpoint::Checkpoint;
+use lm_train::config::{ModelConfig, Precision};
+use lm_train::data::{shuffle_seed, LmBatches};
+use lm_train::model::{Hidden, LanguageModel};
+use lm_train::optim::AdamW;
+use lm_train::train::{evaluate, step_seed, train_step, StepHyper};
+use shared::shards::Split;
+use tch::Device;
+
+use crate::finder::RangeTestModel;
+
+/// Optimiser and regularisation settings of the test's steps.
+#[derive(Debug, Clone)]
+pub struct LmHyper {
+    pub mom: f64,
+    pub sqr_mom: f64,
+    pub eps: f64,
+    pub wd: f64,
+    pub alpha: f64,
+    pub beta: f64,
+    pub clip: Option<f64>,
+}
+
+/// What every repeat shares: the model config, the starting weights (read once), the data
+/// geometry and the hyper-parameters.
+pub struct LmSetup {
+    pub cfg: ModelConfig,
+    /// Weights to start from (`--init`, possibly remapped in memory); None: from scratch.
+    pub init: Option<Checkpoint>,
+    pub freeze: bool,
+    pub hyper: LmHyper,
+    pub bs: usize,
+    pub bptt: usize,
+    pub precision: Precision,
+    pub device: Device,
+}
+
+/// The batch size validation uses: the training one, smaller when the split is short (as
+/// lm-train).
+pub fn valid_bs(n_tokens: usize, bs: usize, bptt: usize) -> usize {
+    bs.min(n_tokens.saturating_sub(1) / bptt.max(1)).max(1)
+}
+
+/// One repeat of the test on a language model.
+pub struct LmRangeTest<'a> {
+    setup: &'a LmSetup,
+    pub model: LanguageModel,
+    opt: AdamW,
+    train: &'a Split,
+    valid: Option<LmBatches<'a>>,
+    batches: LmBatches<'a>,
+    seed: u64,
+    epoch: u64,
+    batch: usize,
+    step: u64,
+    hidden: Option<Hidden>,
+    lrs: Vec<f64>,
+}
+
+impl<'a> LmRangeTest<'a> {
+    pub fn new(
+        setup: &'a LmSetup,
+        train: &'a Split,
+        valid: Option<&'a Split>,
+        seed: u64,
+    ) -> Result<Self> {
+        tch::manual_seed(step_seed(seed, u64::MAX));
+        let model = LanguageModel::new(&setup.cfg, setup.device);
+        if let Some(ck) = &setup.init {
+            ck.load_into(&model)?;
+        }
+        let n_groups = model.n_groups();
+        let named = model
+            .named_params()
+            .into_iter()
+            .map(|(n, t)| {
+                let g = model.group_of(&n);
+                (n, t, g)
+            })
+            .collect();
+        let h = &setup.hyper;
+        let mut opt = AdamW::new(named, n_groups, h.sqr_mom, h.eps, h.wd);
+        if setup.freeze {
+            opt.set_trainable(|g| g + 1 == n_groups);
+        }
+        let batches = LmBatches::new(train, setup.bs, setup.bptt, Some(shuffle_seed(seed, 0)))?;
+        let valid = match valid {
+            Some(v) => Some(LmBatches::new(
+                v,
+                valid_bs(v.n_tokens(), setup.bs, setup.bptt),
+                setup.bptt,
+                None,
+            )?),
+            None => None,
+        };
+        Ok(LmRangeTest {
+            setup,
+            model,
+            opt,
+            train,
+            valid,
+            batches,
+            seed,
+            epoch: 0,
+            batch: 0,
+            step: 0,
+            hidden: None,
+            lrs: vec![0.0; n_groups],
+        })
+    }
+
+    /// Training batches per epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.batches.n_batches
+    }
+
+    /// Epochs begun so far (1 until the data is cycled).
+    pub fn epochs(&self) -> u64 {
+        self.epoch + 1
+    }
+}
+
+impl RangeTestModel for LmRangeTest<'_> {
+    fn train_step(&mut self, lr: f64) -> Result<f64> {
+        let s = self.setup;
+        if self.batch >= self.batches.n_batches {
+            self.epoch += 1;
+            self.batches = LmBatches::new(
+                self.train,
+                s.bs,
+                s.bptt,
+                Some(shuffle_seed(self.seed, self.epoch)),
+            )?;
+            self.batch = 0;
+            self.hidden = None;
+        }
+        tch::manual_seed(step_seed(self.seed, self.step));
+        let (x, y) = self.batches.batch(self.batch, s.device);
+        let h = match self.hidden.take() {
+            Some(h) => h,
+            None => self
+                .model
+                .encoder
+                .zero_hidden(s.bs as i64, s.device, s.precision.kind()),
+        };
+        self.lrs.fill(lr);
+        let hp = StepHyper {
+            lrs: &self.lrs,
+            mom: s.hyper.mom,
+            alpha: s.hyper.alpha,
+            beta: s.hyper.beta,
+            clip: s.hyper.clip,
+        };
+        let out = train_step(&self.model, &mut self.opt, &x, &y, &h, &hp, s.precision);
+        self.hidden = Some(out.hidden);
+        self.step += 1;
+        self.batch += 1;
+        Ok(out.train_loss)
+    }
+
+    fn valid_loss(&mut self) -> Result<f64> {
+        let vb = self
+            .valid
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no validation split (needed by --valid-loss)"))?;
+        Ok(evaluate(&self.model, vb, self.setup.precision).0)
+    }
+}

@@ -1,0 +1,397 @@
+//! lr-find end to end on a tiny model (emb 16, hid 32, 2 layers) and a synthetic shard set.
+//! Every run is its own process (torch's generator is process-global).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lm_train::checkpoint;
+use lm_train::config::{CheckpointConfig, ModelConfig};
+use lm_train::model::LanguageModel;
+use serde_json::Value;
+use shared::shards::ShardSetWriter;
+use shared::vocab::Vocab;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lr-find");
+
+fn vocab(words: &[&str]) -> Vocab {
+    let counts: Vec<(String, u64)> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), 1000 - i as u64))
+        .collect();
+    Vocab::build(&counts, usize::MAX, 1)
+}
+
+const WORDS: [&str; 12] = [
+    "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", "park", ".", "and",
+];
+
+fn write_shards(dir: &Path, v: &Vocab, docs: usize) {
+    let mut w = ShardSetWriter::create(dir, false, v.clone(), vec![]).unwrap();
+    let id = |t: &str| v.get(t).unwrap();
+    let sents: [&[&str]; 3] = [
+        &["the", "cat", "sat", "on", "the", "mat", "."],
+        &["a", "dog", "ran", "to", "the", "park", "."],
+        &["the", "dog", "and", "the", "cat", "sat", "."],
+    ];
+    let mut s = 1u64;
+    for d in 0..docs {
+        let mut ids = vec![id("xxbos")];
+        for _ in 0..4 {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ids.extend(sents[(s >> 33) as usize % 3].iter().map(|t| id(t)));
+        }
+        let split = if d % 5 == 4 { "valid" } else { "train" };
+        w.push_doc(split, &ids, d as u64, &[]).unwrap();
+    }
+    w.finish(serde_json::json!({}), "test".into()).unwrap();
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    shards: PathBuf,
+}
+
+/// 60 documents of 29 tokens: 48 train docs, 1392 tokens; bs 4 × bptt 8 gives 44 batches.
+fn env() -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let shards = dir.join("shards");
+    write_shards(&shards, &vocab(&WORDS), 60);
+    Env {
+        _tmp: tmp,
+        dir,
+        shards,
+    }
+}
+
+const TINY: [&str; 12] = [
+    "--emb-sz",
+    "16",
+    "--n-hid",
+    "32",
+    "--n-layers",
+    "2",
+    "--bs",
+    "4",
+    "--bptt",
+    "8",
+    "--threads",
+    "1",
+];
+
+fn lr_find(e: &Env, extra: &[&str]) -> Output {
+    let mut c = Command::new(BIN);
+    c.arg(&e.shards);
+    if !extra.contains(&"--init") {
+        c.args(TINY);
+    } else {
+        c.args(["--bs", "4", "--bptt", "8", "--threads", "1"]);
+    }
+    c.args(["--precision", "fp32", "--device", "cpu"])
+        .args(extra)
+        .current_dir(&e.dir)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn err(o: &Output, code: i32) -> String {
+    let s = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(code), "stderr: {s}");
+    s
+}
+
+fn records(stdout: &str, ty: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == ty)
+        .collect()
+}
+
+#[test]
+fn output_records_and_schedule() {
+    let e = env();
+    let out = ok(&lr_find(&e, &["--num-it", "30", "--end-lr", "1"]));
+    for l in out.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["schema"], 1);
+        assert_eq!(v["tool"], "lr-find");
+    }
+    let start = &records(&out, "lr_find_start")[0];
+    assert_eq!(start["num_it"], 30);
+    assert_eq!(start["batches_per_epoch"], 44);
+    let it = records(&out, "lr_find_iter");
+    assert!(!it.is_empty() && it.len() <= 30);
+    assert_eq!(it[0]["lr"].as_f64().unwrap(), 1e-7);
+    // exponential: constant ratio (1/1e-7)^(1/30)
+    let r = it[1]["lr"].as_f64().unwrap() / it[0]["lr"].as_f64().unwrap();
+    assert!((r - 1e7f64.powf(1.0 / 30.0)).abs() < 1e-9);
+    // bias-corrected smoothing: the first smoothed loss is the first loss
+    let (l0, s0) = (
+        it[0]["loss"].as_f64().unwrap(),
+        it[0]["smooth_loss"].as_f64().unwrap(),
+    );
+    assert!((l0 - s0).abs() < 1e-12 * l0, "{l0} vs {s0}");
+    let sum = &records(&out, "lr_find_summary")[0];
+    assert_eq!(sum["method"], "valley");
+    assert_eq!(sum["lr"], sum["valley"]);
+    assert!(sum["detail"]["minimum"]["point_lr"].is_number());
+    assert_eq!(records(&out, "lr_find_repeat").len(), 1);
+    assert!(records(&out, "lr_find_band").is_empty());
+}
+
+#[test]
+fn same_seed_same_curve_other_seed_other_curve() {
+    let e = env();
+    let args = ["--num-it", "20", "--seed", "7", "-q"];
+    let a = ok(&lr_find(&e, &args));
+    let b = ok(&lr_find(&e, &args));
+    let curve = |s: &str| -> Vec<(f64, f64)> {
+        records(s, "lr_find_iter")
+            .iter()
+            .map(|v| (v["lr"].as_f64().unwrap(), v["loss"].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(curve(&a), curve(&b), "same seed: bit-identical losses");
+    let c = ok(&lr_find(&e, &["--num-it", "20", "--seed", "8", "-q"]));
+    assert_ne!(curve(&a), curve(&c));
+}
+
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let p = f.unwrap().path();
+        m.insert(
+            p.file_name().unwrap().to_string_lossy().to_string(),
+            std::fs::read(&p).unwrap(),
+        );
+    }
+    m
+}
+
+fn make_ckpt(dir: &Path, v: &Vocab) {
+    let mut cfg = ModelConfig::fastai_lm(v.len() as i64, 1.0);
+    (cfg.emb_sz, cfg.n_hid, cfg.n_layers) = (16, 32, 2);
+    tch::manual_seed(3);
+    let model = LanguageModel::new(&cfg, tch::Device::Cpu);
+    checkpoint::save(
+        dir,
+        &model,
+        v,
+        &CheckpointConfig::new(cfg, v.hash().to_string(), None),
+        None,
+    )
+    .unwrap();
+}
+
+#[test]
+fn init_checkpoint_is_only_read() {
+    let e = env();
+    let ck = e.dir.join("lm0");
+    make_ckpt(&ck, &vocab(&WORDS));
+    let before = tree(&ck);
+    let mtime = std::fs::metadata(ck.join("model.safetensors"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let out = ok(&lr_find(
+        &e,
+        &[
+            "--init",
+            ck.to_str().unwrap(),
+            "--num-it",
+            "15",
+            "--freeze",
+            "--plot",
+            "p.png",
+        ],
+    ));
+    assert_eq!(
+        records(&out, "lr_find_start")[0]["init"],
+        ck.to_str().unwrap()
+    );
+    assert_eq!(
+        tree(&ck),
+        before,
+        "the --init checkpoint is byte-identical afterwards"
+    );
+    assert_eq!(
+        std::fs::metadata(ck.join("model.safetensors"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+    // sizes come from the checkpoint; a contradicting flag is refused
+    let o = lr_find(&e, &["--init", ck.to_str().unwrap(), "--n-hid", "64"]);
+    assert!(err(&o, 2).contains("--n-hid 64 differs"));
+}
+
+#[test]
+fn repeats_report_median_band_and_spreads() {
+    let e = env();
+    let out = ok(&lr_find(
+        &e,
+        &[
+            "--num-it",
+            "20",
+            "--repeats",
+            "3",
+            "--no-stop-div",
+            "--plot",
+            "band.svg",
+        ],
+    ));
+    let reps = records(&out, "lr_find_repeat");
+    assert_eq!(reps.len(), 3);
+    let seeds: std::collections::BTreeSet<u64> =
+        reps.iter().map(|r| r["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds.len(), 3, "each repeat its own seed");
+    assert_eq!(
+        reps[0]["seed"], 42,
+        "the first repeat is the plain --seed run"
+    );
+    let band = records(&out, "lr_find_band");
+    assert_eq!(band.len(), 20, "one band point per iteration");
+    let iters = records(&out, "lr_find_iter");
+    for (i, p) in band.iter().enumerate() {
+        let (lo, med, hi) = (
+            p["p10"].as_f64().unwrap(),
+            p["median"].as_f64().unwrap(),
+            p["p90"].as_f64().unwrap(),
+        );
+        assert!(lo <= med && med <= hi, "{p}");
+        assert_eq!(p["repeats"], 3);
+        // the median of 3 is one of the three smoothed losses at that iteration
+        let at: Vec<f64> = iters
+            .iter()
+            .filter(|v| v["iter"] == i)
+            .map(|v| v["smooth_loss"].as_f64().unwrap())
+            .collect();
+        assert_eq!(at.len(), 3);
+        assert!(at.contains(&med));
+    }
+    let sum = &records(&out, "lr_find_summary")[0];
+    assert_eq!(sum["repeats"], 3);
+    let sp = &sum["detail"]["valley"]["spread"];
+    assert_eq!(sp["n"], 3);
+    assert!(sp["p10"].as_f64().unwrap() <= sp["p90"].as_f64().unwrap());
+    let svg = std::fs::read_to_string(e.dir.join("band.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polygon"),
+        "band drawn"
+    );
+}
+
+#[test]
+fn plots_png_and_svg_and_output_file() {
+    let e = env();
+    let o = lr_find(
+        &e,
+        &["--num-it", "12", "--plot", "lr.png", "-o", "lr.jsonl"],
+    );
+    assert!(ok(&o).is_empty(), "records go to -o, not stdout");
+    let png = std::fs::read(e.dir.join("lr.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    let recs = std::fs::read_to_string(e.dir.join("lr.jsonl")).unwrap();
+    assert_eq!(records(&recs, "lr_find_summary").len(), 1);
+    // existing outputs are refused without --force
+    let o = lr_find(&e, &["--num-it", "12", "-o", "lr.jsonl"]);
+    assert!(err(&o, 2).contains("lr.jsonl"));
+    let o = lr_find(&e, &["--num-it", "12", "--plot", "lr.gif"]);
+    assert!(err(&o, 2).contains("PNG or SVG"));
+}
+
+#[test]
+fn valid_loss_mode_and_linear_schedule() {
+    let e = env();
+    let out = ok(&lr_find(
+        &e,
+        &[
+            "--num-it",
+            "10",
+            "--valid-loss",
+            "--schedule",
+            "linear",
+            "--start-lr",
+            "0",
+            "--end-lr",
+            "0.1",
+        ],
+    ));
+    let it = records(&out, "lr_find_iter");
+    assert_eq!(it[0]["lr"].as_f64().unwrap(), 0.0);
+    assert!((it[1]["lr"].as_f64().unwrap() - 0.01).abs() < 1e-15);
+    assert_eq!(records(&out, "lr_find_start")[0]["loss"], "valid");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let e = env();
+    let one_line = |s: &str| {
+        assert_eq!(s.trim_end().lines().count(), 1, "{s}");
+        assert!(s.starts_with("lr-find: "), "{s}");
+    };
+    // a checkpoint that does not exist
+    let s = err(&lr_find(&e, &["--init", "nope/"]), 2);
+    one_line(&s);
+    assert!(
+        s.contains("nope") && s.contains("no such checkpoint"),
+        "{s}"
+    );
+    // a checkpoint of another vocab
+    let other = vocab(&["x", "y", "z"]);
+    let ck = e.dir.join("other");
+    make_ckpt(&ck, &other);
+    let s = err(&lr_find(&e, &["--init", ck.to_str().unwrap()]), 2);
+    one_line(&s);
+    assert!(
+        s.contains("is not the shards'") && s.contains("--remap-vocab"),
+        "{s}"
+    );
+    // start >= end
+    let s = err(&lr_find(&e, &["--start-lr", "1", "--end-lr", "1e-3"]), 2);
+    one_line(&s);
+    assert!(
+        s.contains("--start-lr") && s.contains("below --end-lr"),
+        "{s}"
+    );
+    // no shards
+    let o = Command::new(BIN)
+        .arg(e.dir.join("missing"))
+        .output()
+        .unwrap();
+    one_line(&err(&o, 2));
+    // a classifier checkpoint: not yet
+    let s = err(&lr_find(&e, &["--ckpt", ck.to_str().unwrap()]), 2);
+    assert!(s.contains("--init"), "{s}");
+}
+
+#[test]
+fn fewer_batches_than_iterations_cycles_the_data() {
+    let e = env();
+    // 44 batches per epoch
+    let o = lr_find(&e, &["--num-it", "50", "--no-stop-div", "--end-lr", "1e-3"]);
+    let out = ok(&o);
+    let s = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        s.contains("50 iterations but 44 batches per epoch: the data is cycled (2 epochs"),
+        "{s}"
+    );
+    assert_eq!(records(&out, "lr_find_iter").len(), 50);
+}
