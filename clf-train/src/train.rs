@@ -135,6 +135,78 @@ pub fn evaluate(
     s
 }
 
+/// Learning rates, momentum and regularisation of one training step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepHyper<'a> {
+    /// Per layer group (frozen groups included; they do not train).
+    pub lrs: &'a [f64],
+    pub mom: f64,
+    /// AR and TAR on the sentence encoder's output (fastai's `RNNRegularizer`).
+    pub alpha: f64,
+    pub beta: f64,
+    pub clip: Option<f64>,
+}
+
+/// What one training step did.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOut {
+    /// The task loss of the batch (what fastai's Recorder sees).
+    pub train_loss: f64,
+    /// The task loss plus AR and TAR (what is back-propagated).
+    pub total_loss: f64,
+    /// The global gradient norm before clipping (with `clip`).
+    pub grad_norm: Option<f64>,
+    /// false when a loss was not finite: then nothing was back-propagated or stepped.
+    pub stepped: bool,
+}
+
+/// One training step of the classifier on a batch (`docs` longest first, `y` on the model's
+/// device): forward with dropout, the task loss plus AR/TAR, and, when both losses are
+/// finite, backward, optional clipping and the AdamW step at `hp.lrs` / `hp.mom`. The caller
+/// seeds torch's generator (dropout) before calling.
+pub fn train_step(
+    model: &ClfModel,
+    opt: &mut ClfOpt,
+    docs: &[Vec<i64>],
+    y: &Tensor,
+    task: Task,
+    hp: &StepHyper,
+    precision: Precision,
+) -> StepOut {
+    let o = model.forward(docs, true, precision);
+    let task_loss = loss(task, &o.out, y);
+    let mut total_loss = task_loss.shallow_clone();
+    // fastai's RNNRegularizer on the classifier: AR and TAR on the sentence encoder's output
+    if hp.alpha != 0.0 {
+        total_loss += o.enc_out.square().mean(Kind::Float) * hp.alpha;
+    }
+    let sl = o.enc_out.size()[1];
+    if hp.beta != 0.0 && sl > 1 {
+        let d = o.enc_out.narrow(1, 1, sl - 1) - o.enc_out.narrow(1, 0, sl - 1);
+        total_loss += d.square().mean(Kind::Float) * hp.beta;
+    }
+    let lv = task_loss.double_value(&[]);
+    let tv = total_loss.double_value(&[]);
+    if !lv.is_finite() || !tv.is_finite() {
+        return StepOut {
+            train_loss: lv,
+            total_loss: tv,
+            grad_norm: None,
+            stepped: false,
+        };
+    }
+    opt.zero_grad();
+    total_loss.backward();
+    let grad_norm = hp.clip.map(|c| opt.clip_grad_norm(c));
+    opt.step(hp.lrs, hp.mom);
+    StepOut {
+        train_loss: lv,
+        total_loss: tv,
+        grad_norm,
+        stepped: true,
+    }
+}
+
 /// Where step `step` falls: (phase, first step of the phase, global epoch, batch).
 fn locate(phases: &[Phase], nb: u64, step: u64) -> (usize, u64, u64, u64) {
     let mut start = 0u64;
@@ -540,22 +612,27 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         let ts = Instant::now();
         tch::manual_seed(step_seed(s.seed, step));
         let docs: Vec<Vec<i64>> = b.iter().map(|&d| data::doc_ids(&train, d, fill)).collect();
-        let o = run.model.forward(&docs, true, precision);
         let y = train_t.batch(b).to_device(device);
-        let task_loss = loss(labels.task, &o.out, &y);
-        let mut total_loss = task_loss.shallow_clone();
-        // fastai's RNNRegularizer on the classifier: AR and TAR on the sentence encoder's output
-        if s.alpha != 0.0 {
-            total_loss += o.enc_out.square().mean(Kind::Float) * s.alpha;
-        }
-        let sl = o.enc_out.size()[1];
-        if s.beta != 0.0 && sl > 1 {
-            let d = o.enc_out.narrow(1, 1, sl - 1) - o.enc_out.narrow(1, 0, sl - 1);
-            total_loss += d.square().mean(Kind::Float) * s.beta;
-        }
-        let lv = task_loss.double_value(&[]);
-        let tv = total_loss.double_value(&[]);
-        if !lv.is_finite() || !tv.is_finite() {
+        let lrs = sched.lrs(step - p_start);
+        let mom = sched.mom(step - p_start);
+        let hp = StepHyper {
+            lrs: &lrs,
+            mom,
+            alpha: s.alpha,
+            beta: s.beta,
+            clip: s.clip,
+        };
+        let st = train_step(
+            &run.model,
+            &mut run.opt,
+            &docs,
+            &y,
+            labels.task,
+            &hp,
+            precision,
+        );
+        let (lv, gn) = (st.train_loss, st.grad_norm);
+        if !st.stepped {
             progress.finish();
             let kept = match run.last_saved {
                 Some(k) => format!(
@@ -566,16 +643,10 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             };
             bail!(
                 "training diverged: the loss is {} at step {} (phase {p}, epoch {epoch}, batch {batch}); stopped, {kept} (lower the --unfreeze learning rates or set --clip)",
-                if lv.is_nan() || tv.is_nan() { "NaN" } else { "infinite" },
+                if lv.is_nan() || st.total_loss.is_nan() { "NaN" } else { "infinite" },
                 step + 1
             );
         }
-        run.opt.zero_grad();
-        total_loss.backward();
-        let gn = s.clip.map(|c| run.opt.clip_grad_norm(c));
-        let lrs = sched.lrs(step - p_start);
-        let mom = sched.mom(step - p_start);
-        run.opt.step(&lrs, mom);
         let dt = ts.elapsed().as_secs_f64();
         run.state.step += 1;
         run.state.epoch_loss_sum += lv;

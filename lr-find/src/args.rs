@@ -16,6 +16,9 @@ Examples:
   lr-find shards/ --init lm0/ --repeats 5 --plot lr.png > lr.jsonl
   lr-find shards/ --init lm0/ --valid-loss --schedule linear --start-lr 1e-4 --end-lr 1e-1
   lr-find shards/ --init lm0/ -q | jq -r 'select(.type==\"lr_find_summary\").lr'
+  lr-find clf_shards/ --ckpt clf0/ --plot lr.png                # a classifier, head only
+  lr-find clf_shards/ --ckpt clf0/ --unfreeze-stage 2 --bs 32   # head + last LSTM layer
+  lr-find clf_shards/ --ckpt clf0/ --unfreeze-stage all --valid-loss
 
 What it does (fastai's learn.lr_find()): the learning rate grows from --start-lr to --end-lr
 over --num-it optimiser steps (iteration i at start·(end/start)^(i/num_it)); the loss of each
@@ -25,6 +28,15 @@ as fastai v2 (valley, steep, minimum, slide) on the recorded curve without its f
 and last 5 points. The checkpoint given to --init is only read: nothing is written to it.
 The model, batches and optimiser step are lm-train's (same flags, same seeds: lr-find --seed
 S starts from the model, data order and dropout masks that lm-train --seed S would use).
+
+Classifiers (--ckpt CLF, a clf-train -o directory, only read): the test starts from its
+weights at the --unfreeze-stage given (the top N layer groups train, as fastai's
+freeze_to(-N); 1, the default, is the head only, as after learn.freeze(); all trains every
+group), with one learning rate for every trainable group (fastai's lr_find). Model, task and
+loss (cross-entropy, BCE or MSE), training batches (SortedDL order), AdamW and step are
+clf-train's; its --seed S gives clf-train's data order and dropout masks. The shards must
+have the checkpoint's vocab and label column; --bs defaults to the checkpoint's training
+batch size; --valid-loss evaluates the valid split as clf-train does.
 
 Output: JSON lines on stdout (or -o FILE), one object per line with \"type\":
   lr_find_start    settings and sizes
@@ -52,15 +64,21 @@ pub struct Args {
     /// Start from this language-model checkpoint (lm-train -o); only read.
     #[arg(long, value_name = "CKPT")]
     pub init: Option<PathBuf>,
-    /// A classifier checkpoint (clf-train -o): not supported yet.
+    /// Range-test a classifier checkpoint (clf-train -o) instead of a language model; only
+    /// read.
     #[arg(long, value_name = "CLF", conflicts_with = "init")]
     pub ckpt: Option<PathBuf>,
+    /// With --ckpt: layer groups trained, counted from the head (fastai's freeze_to(-N)):
+    /// 1 = head only (after learn.freeze()), 2 = head + last LSTM layer, ..., all.
+    #[arg(long, value_name = "N|all", requires = "ckpt")]
+    pub unfreeze_stage: Option<String>,
     /// With --init: allow a checkpoint whose vocab differs from the shards' (rows matched by
     /// token string, in memory only).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ckpt")]
     pub remap_vocab: bool,
-    /// Train only the last layer group (embedding + decoder), as fastai's `freeze()`.
-    #[arg(long)]
+    /// Train only the last layer group (embedding + decoder), as fastai's `freeze()`
+    /// (language models; a classifier takes --unfreeze-stage).
+    #[arg(long, conflicts_with = "ckpt")]
     pub freeze: bool,
 
     /// First learning rate.
@@ -82,7 +100,8 @@ pub struct Args {
     /// Leslie Smith's paper) instead of the training batch's loss. Slower.
     #[arg(long)]
     pub valid_loss: bool,
-    /// With --valid-loss: use only the first N validation batches.
+    /// With --valid-loss and --ckpt: use only the first N validation batches (a language
+    /// model validates on the whole split).
     #[arg(long, value_name = "N")]
     pub valid_batches: Option<usize>,
     /// Smoothing of the recorded loss (fastai's Recorder beta).
@@ -109,23 +128,26 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
 
-    /// Batch size (parallel streams), as lm-train.
-    #[arg(long, default_value_t = 64)]
-    pub bs: usize,
-    /// Back-propagation through time: sequence length of a batch, as lm-train.
-    #[arg(long, default_value_t = 72)]
-    pub bptt: usize,
-    /// Embedding size (from scratch; --init takes the checkpoint's).
+    /// Batch size: parallel streams as lm-train [default: 64]; with --ckpt documents per
+    /// batch [default: the checkpoint's training --bs].
     #[arg(long, value_name = "N")]
+    pub bs: Option<usize>,
+    /// Back-propagation through time: sequence length of a batch, as lm-train [default: 72]
+    /// (a classifier's is in its checkpoint).
+    #[arg(long, value_name = "N", conflicts_with = "ckpt")]
+    pub bptt: Option<usize>,
+    /// Embedding size (from scratch; --init takes the checkpoint's).
+    #[arg(long, value_name = "N", conflicts_with = "ckpt")]
     pub emb_sz: Option<i64>,
     /// LSTM hidden size (from scratch).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "ckpt")]
     pub n_hid: Option<i64>,
     /// LSTM layers (from scratch).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "ckpt")]
     pub n_layers: Option<i64>,
-    /// Multiplies fastai's LM dropouts (0.25, 0.2, 0.02, 0.15, 0.1).
-    #[arg(long, default_value_t = 1.0)]
+    /// Multiplies fastai's LM dropouts (0.25, 0.2, 0.02, 0.15, 0.1); a classifier keeps the
+    /// dropouts of its checkpoint.
+    #[arg(long, default_value_t = 1.0, conflicts_with = "ckpt")]
     pub drop_mult: f64,
 
     /// Adam β1 (fastai's lr_find keeps the optimiser's default momentum, 0.9).
@@ -143,7 +165,8 @@ pub struct Args {
     /// Clip the global gradient norm (off by default, as fastai's text learners).
     #[arg(long, value_name = "NORM")]
     pub clip: Option<f64>,
-    /// Activation regularisation (AR).
+    /// Activation regularisation (AR; a classifier's on its sentence encoder output, as
+    /// clf-train).
     #[arg(long, default_value_t = 2.0)]
     pub alpha: f64,
     /// Temporal activation regularisation (TAR).

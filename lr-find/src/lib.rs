@@ -1,16 +1,18 @@
 //! `lr-find`: Leslie Smith's learning-rate range test as fastai's `learn.lr_find()` runs it,
-//! on lm-train's language model (from scratch or `--init CKPT`).
+//! on lm-train's language model (from scratch or `--init CKPT`) or on clf-train's classifier
+//! (`--ckpt CLF`, at an `--unfreeze-stage`).
 //!
 //! The pieces, each testable alone:
 //! * [`schedule`]: the exponential / linear lr schedule, fastai's smoothed loss and stop rule;
 //! * [`finder`]: the test loop over any [`finder::RangeTestModel`] (one training step at a
-//!   given lr, and a validation loss): the language model in [`lm`], a classifier later;
+//!   given lr, and a validation loss): the language model in [`lm`], a classifier in [`clf`];
 //! * [`suggest`]: fastai v2's `valley`, `steep`, `minimum`, `slide`, float32 as fastai;
 //! * [`stats`]: median curve, 10th–90th percentile band and spreads over `--repeats`;
 //! * [`records`]: the JSON-lines output; [`chart`]: PNG/SVG and terminal charts.
 
 pub mod args;
 pub mod chart;
+pub mod clf;
 pub mod finder;
 pub mod lm;
 pub mod records;
@@ -25,21 +27,25 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use clf_train::checkpoint::ClfCheckpoint;
+use clf_train::data::Targets;
 use lm_train::checkpoint::Checkpoint;
-use lm_train::config::ModelConfig;
+use lm_train::config::{ModelConfig, Precision};
 use lm_train::data::geometry;
 use lm_train::runtime;
 use lm_train::train::resolve_precision;
 use shared::cli::Interrupted;
 use shared::progress::Progress;
-use shared::shards::ShardSet;
+use shared::shards::{ShardSet, Split};
 
 pub use args::Args;
 
 use crate::chart::{fmt_lr, ChartData};
+use crate::clf::{ClfHyper, ClfRangeTest, ClfSetup, ClfValid};
+use crate::finder::RangeTestModel;
 use crate::finder::{range_test, Curve, LossSource, TestSettings};
 use crate::lm::{LmHyper, LmRangeTest, LmSetup};
-use crate::records::{Event, Output, SuggestionDetail};
+use crate::records::{ClfStart, Event, Output, SuggestionDetail};
 use crate::schedule::{Schedule, ScheduleKind};
 use crate::stats::Spread;
 use crate::suggest::{suggest_all, Method, Suggestion, METHODS};
@@ -148,8 +154,8 @@ fn model_config(a: &Args, vocab_size: i64, init: Option<&Checkpoint>) -> Result<
     Ok(c)
 }
 
-/// Refuses a classifier checkpoint for now, with a message that says what to do.
-fn refuse_ckpt(p: &Path) -> Result<()> {
+/// Checks `--ckpt` early (before outputs are created): a directory, and not a language model.
+fn check_ckpt_dir(p: &Path) -> Result<()> {
     if !p.is_dir() {
         bail!("{}: no such checkpoint directory", p.display());
     }
@@ -160,11 +166,199 @@ fn refuse_ckpt(p: &Path) -> Result<()> {
         .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_string));
     if format.as_deref() == Some(lm_train::config::CONFIG_FORMAT) {
         bail!(
-            "{}: a language-model checkpoint; pass it with --init",
+            "{}: a language-model checkpoint; pass it with --init (--ckpt takes a classifier from clf-train)",
             p.display()
         );
     }
-    bail!("{}: classifier checkpoints (--ckpt) are not supported yet; use --init with a language model", p.display())
+    Ok(())
+}
+
+/// The language-model test's data and setup.
+struct LmPrepared {
+    setup: LmSetup,
+    train: Split,
+    valid: Option<Split>,
+}
+
+/// The classifier test's data and setup.
+struct ClfPrepared {
+    setup: ClfSetup,
+    train: Split,
+    train_t: Targets,
+    valid: Option<ClfValid>,
+}
+
+enum Prepared {
+    Lm(LmPrepared),
+    Clf(ClfPrepared),
+}
+
+fn prepare_lm(
+    a: &Args,
+    set: &ShardSet,
+    precision: Precision,
+    device: tch::Device,
+) -> Result<LmPrepared> {
+    let quiet = a.common.quiet;
+    let (bs, bptt) = (a.bs.unwrap_or(64), a.bptt.unwrap_or(72));
+    let init = match &a.init {
+        Some(p) => {
+            let mut ck = Checkpoint::read(p)?;
+            if ck.vocab.hash() != set.vocab.hash() {
+                if !a.remap_vocab {
+                    bail!(
+                        "{}: the checkpoint's vocab ({} tokens, hash {}) is not the shards' ({} tokens, hash {}); pass --remap-vocab to match rows by token string, or numericalize with --vocab {}",
+                        p.display(),
+                        ck.vocab.len(),
+                        ck.vocab.hash(),
+                        set.vocab.len(),
+                        set.vocab.hash(),
+                        p.join("vocab.json").display()
+                    );
+                }
+                let matched = ck.remap_vocab(&set.vocab)?;
+                note(quiet, format!("--init {}: {matched} of {} tokens matched (in memory; the checkpoint is not changed)", p.display(), set.vocab.len()));
+            }
+            Some(ck)
+        }
+        None => None,
+    };
+    let cfg = model_config(a, set.vocab.len() as i64, init.as_ref())?;
+
+    let train = set.split(&a.train_split)?;
+    let need = bs * bptt + 1;
+    if train.n_tokens() < need {
+        bail!(
+            "split {:?} has {} tokens, too few for --bs {} × --bptt {} (needs at least {need}); lower --bs or --bptt",
+            a.train_split,
+            train.n_tokens(),
+            bs,
+            bptt
+        );
+    }
+    let valid = if a.valid_loss {
+        if !set.has_split(&a.valid_split) {
+            bail!(
+                "{}: no split {:?}, needed by --valid-loss (name another with --valid-split)",
+                a.shards.display(),
+                a.valid_split
+            );
+        }
+        let v = set.split(&a.valid_split)?;
+        if v.n_tokens() < bptt + 1 {
+            bail!(
+                "split {:?} has {} tokens, too few to validate with --bptt {}",
+                a.valid_split,
+                v.n_tokens(),
+                bptt
+            );
+        }
+        Some(v)
+    } else {
+        None
+    };
+    let setup = LmSetup {
+        cfg,
+        init,
+        freeze: a.freeze,
+        hyper: LmHyper {
+            mom: a.mom,
+            sqr_mom: a.sqr_mom,
+            eps: a.eps,
+            wd: a.wd,
+            alpha: a.alpha,
+            beta: a.beta,
+            clip: a.clip,
+        },
+        bs,
+        bptt,
+        precision,
+        device,
+    };
+    Ok(LmPrepared {
+        setup,
+        train,
+        valid,
+    })
+}
+
+/// Reads the classifier checkpoint (only read) and the data its test needs: the shards must
+/// have its vocab and label column, as clf-train requires.
+fn prepare_clf(
+    a: &Args,
+    set: &ShardSet,
+    dir: &Path,
+    precision: Precision,
+    device: tch::Device,
+) -> Result<ClfPrepared> {
+    let ck = ClfCheckpoint::read(dir)?;
+    set.require_vocab(
+        &ck.config.vocab_hash,
+        &format!("the vocab of the --ckpt classifier {}", dir.display()),
+    )?;
+    let n_groups = ck.config.encoder.n_layers as usize + 2;
+    let trainable = clf::parse_stage(a.unfreeze_stage.as_deref().unwrap_or("1"), n_groups)?;
+    let bs =
+        a.bs.or_else(|| ck.config.training.as_ref().map(|t| t.bs))
+            .unwrap_or(64);
+    if bs < 2 {
+        bail!("--bs must be at least 2 (BatchNorm in the head needs batch statistics)");
+    }
+    let labels = ck.config.labels.clone();
+    let train = set.split(&a.train_split)?;
+    let train_t = clf_train::data::targets(&a.shards, &train, &labels)?;
+    if train.docs() < bs {
+        bail!(
+            "{}: the training split {:?} has {} documents, fewer than --bs {} (the last partial batch is dropped, as fastai does); lower --bs",
+            a.shards.display(),
+            a.train_split,
+            train.docs(),
+            bs
+        );
+    }
+    let valid = if a.valid_loss {
+        if !set.has_split(&a.valid_split) {
+            bail!(
+                "{}: no split {:?}, needed by --valid-loss (name another with --valid-split)",
+                a.shards.display(),
+                a.valid_split
+            );
+        }
+        let v = set.split(&a.valid_split)?;
+        if v.docs() == 0 {
+            bail!(
+                "{}: the validation split {:?} is empty",
+                a.shards.display(),
+                a.valid_split
+            );
+        }
+        let t = clf_train::data::targets(&a.shards, &v, &labels)?;
+        Some(ClfValid::new(v, t, bs, a.valid_batches))
+    } else {
+        None
+    };
+    let setup = ClfSetup {
+        ckpt: ck,
+        trainable,
+        hyper: ClfHyper {
+            mom: a.mom,
+            sqr_mom: a.sqr_mom,
+            eps: a.eps,
+            wd: a.wd,
+            alpha: a.alpha,
+            beta: a.beta,
+            clip: a.clip,
+        },
+        bs,
+        precision,
+        device,
+    };
+    Ok(ClfPrepared {
+        setup,
+        train,
+        train_t,
+        valid,
+    })
 }
 
 /// Keeps freed memory in the process between iterations. With glibc's defaults every step
@@ -192,7 +386,7 @@ pub fn run(a: Args) -> Result<i32> {
     runtime::flush_denormals();
     let quiet = a.common.quiet;
     if let Some(p) = &a.ckpt {
-        refuse_ckpt(p)?;
+        check_ckpt_dir(p)?;
     }
     // Settings first: a bad schedule fails before anything is read.
     let num_it = if a.num_it > 0 && a.num_it < 6 {
@@ -211,7 +405,7 @@ pub fn run(a: Args) -> Result<i32> {
     if !(0.0..1.0).contains(&a.smooth) {
         bail!("--smooth {} must be in [0, 1)", a.smooth);
     }
-    if a.bs == 0 || a.bptt == 0 {
+    if a.bs == Some(0) || a.bptt == Some(0) {
         bail!("--bs and --bptt must be at least 1");
     }
     let threads = runtime::init_threads(a.common.threads);
@@ -227,63 +421,23 @@ pub fn run(a: Args) -> Result<i32> {
     let mut out = Output::open(a.output.as_deref(), a.force)?;
 
     let set = ShardSet::open(&a.shards)?;
-    let init = match &a.init {
-        Some(p) => {
-            let mut ck = Checkpoint::read(p)?;
-            if ck.vocab.hash() != set.vocab.hash() {
-                if !a.remap_vocab {
-                    bail!(
-                        "{}: the checkpoint's vocab ({} tokens, hash {}) is not the shards' ({} tokens, hash {}); pass --remap-vocab to match rows by token string, or numericalize with --vocab {}",
-                        p.display(),
-                        ck.vocab.len(),
-                        ck.vocab.hash(),
-                        set.vocab.len(),
-                        set.vocab.hash(),
-                        p.join("vocab.json").display()
-                    );
-                }
-                let matched = ck.remap_vocab(&set.vocab)?;
-                note(quiet, format!("--init {}: {matched} of {} tokens matched (in memory; the checkpoint is not changed)", p.display(), set.vocab.len()));
-            }
-            Some(ck)
-        }
-        None => None,
+    let precision = resolve_precision(a.precision, device);
+    let prep = match &a.ckpt {
+        Some(p) => Prepared::Clf(prepare_clf(&a, &set, p, precision, device)?),
+        None => Prepared::Lm(prepare_lm(&a, &set, precision, device)?),
     };
-    let cfg = model_config(&a, set.vocab.len() as i64, init.as_ref())?;
-
-    let train = set.split(&a.train_split)?;
-    let need = a.bs * a.bptt + 1;
-    if train.n_tokens() < need {
-        bail!(
-            "split {:?} has {} tokens, too few for --bs {} × --bptt {} (needs at least {need}); lower --bs or --bptt",
-            a.train_split,
-            train.n_tokens(),
-            a.bs,
-            a.bptt
-        );
-    }
-    let valid = if a.valid_loss {
-        if !set.has_split(&a.valid_split) {
-            bail!(
-                "{}: no split {:?}, needed by --valid-loss (name another with --valid-split)",
-                a.shards.display(),
-                a.valid_split
-            );
-        }
-        let v = set.split(&a.valid_split)?;
-        if v.n_tokens() < a.bptt + 1 {
-            bail!(
-                "split {:?} has {} tokens, too few to validate with --bptt {}",
-                a.valid_split,
-                v.n_tokens(),
-                a.bptt
-            );
-        }
-        Some(v)
-    } else {
-        None
+    let (n_batches, bs, bptt) = match &prep {
+        Prepared::Lm(l) => (
+            geometry(l.train.n_tokens(), l.setup.bs, l.setup.bptt).1,
+            l.setup.bs,
+            l.setup.bptt,
+        ),
+        Prepared::Clf(c) => (
+            c.train.docs() / c.setup.bs,
+            c.setup.bs,
+            c.setup.ckpt.config.bptt,
+        ),
     };
-    let (_, n_batches) = geometry(train.n_tokens(), a.bs, a.bptt);
     if num_it > n_batches {
         note(
             quiet,
@@ -293,26 +447,6 @@ pub fn run(a: Args) -> Result<i32> {
             ),
         );
     }
-
-    let precision = resolve_precision(a.precision, device);
-    let setup = LmSetup {
-        cfg,
-        init,
-        freeze: a.freeze,
-        hyper: LmHyper {
-            mom: a.mom,
-            sqr_mom: a.sqr_mom,
-            eps: a.eps,
-            wd: a.wd,
-            alpha: a.alpha,
-            beta: a.beta,
-            clip: a.clip,
-        },
-        bs: a.bs,
-        bptt: a.bptt,
-        precision,
-        device,
-    };
     let settings = TestSettings {
         schedule,
         beta: a.smooth,
@@ -333,15 +467,54 @@ pub fn run(a: Args) -> Result<i32> {
     for k in 0..a.repeats {
         let seed = repeat_seed(a.seed, k);
         let t0 = Instant::now();
-        let mut test = LmRangeTest::new(&setup, &train, valid.as_ref(), seed)?;
+        let (mut test, params, batches_per_epoch): (Box<dyn RangeTestModel + '_>, i64, usize) =
+            match &prep {
+                Prepared::Lm(l) => {
+                    let t = LmRangeTest::new(&l.setup, &l.train, l.valid.as_ref(), seed)?;
+                    let (n, b) = (t.model.n_params(), t.batches_per_epoch());
+                    (Box::new(t), n, b)
+                }
+                Prepared::Clf(c) => {
+                    let t =
+                        ClfRangeTest::new(&c.setup, &c.train, &c.train_t, c.valid.as_ref(), seed)?;
+                    let (n, b) = (t.model.n_params(), t.batches_per_epoch());
+                    (Box::new(t), n, b)
+                }
+            };
         if k == 0 {
+            let (model, init, train_tokens, freeze, clf) = match &prep {
+                Prepared::Lm(l) => (
+                    "lm",
+                    a.init.as_ref(),
+                    l.train.n_tokens(),
+                    l.setup.freeze,
+                    None,
+                ),
+                Prepared::Clf(c) => {
+                    let n_groups = c.setup.ckpt.config.encoder.n_layers as usize + 2;
+                    let labels = c.setup.labels();
+                    (
+                        "classifier",
+                        a.ckpt.as_ref(),
+                        c.train.n_tokens(),
+                        c.setup.trainable < n_groups,
+                        Some(ClfStart {
+                            task: labels.task.name().into(),
+                            classes: labels.classes.clone(),
+                            train_docs: c.train.docs() as u64,
+                            unfreeze_stage: c.setup.trainable as u64,
+                            layer_groups: n_groups as u64,
+                        }),
+                    )
+                }
+            };
             out.emit(&Event::LrFindStart {
-                model: "lm".into(),
-                init: a.init.as_ref().map(|p| p.display().to_string()),
+                model: model.into(),
+                init: init.map(|p| p.display().to_string()),
                 vocab_size: set.vocab.len() as u64,
-                params: test.model.n_params() as u64,
-                train_tokens: train.n_tokens() as u64,
-                batches_per_epoch: test.batches_per_epoch() as u64,
+                params: params as u64,
+                train_tokens: train_tokens as u64,
+                batches_per_epoch: batches_per_epoch as u64,
                 num_it: num_it as u64,
                 start_lr: a.start_lr,
                 end_lr: a.end_lr,
@@ -351,15 +524,16 @@ pub fn run(a: Args) -> Result<i32> {
                 stop_div: settings.stop_div,
                 repeats: a.repeats as u64,
                 seed: a.seed,
-                bs: a.bs as u64,
-                bptt: a.bptt as u64,
-                freeze: a.freeze,
+                bs: bs as u64,
+                bptt: bptt as u64,
+                freeze,
+                classifier: clf,
                 device: runtime::device_name(device),
                 precision: format!("{precision:?}").to_lowercase(),
                 threads: threads as u64,
             })?;
         }
-        let curve = range_test(&mut test, &settings, |p| {
+        let curve = range_test(&mut *test, &settings, |p| {
             out.emit(&Event::LrFindIter {
                 repeat: k as u64,
                 iter: p.iter as u64,
@@ -463,7 +637,11 @@ pub fn run(a: Args) -> Result<i32> {
     let chart = ChartData {
         title: format!(
             "lr-find: {}",
-            a.init.as_deref().unwrap_or(&a.shards).display()
+            a.init
+                .as_deref()
+                .or(a.ckpt.as_deref())
+                .unwrap_or(&a.shards)
+                .display()
         ),
         curve: lrs.iter().copied().zip(losses.iter().copied()).collect(),
         band: band

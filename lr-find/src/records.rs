@@ -22,9 +22,9 @@ use crate::suggest::Method;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     LrFindStart {
-        /// "lm" (a language model); later "classifier".
+        /// "lm" (a language model) or "classifier".
         model: String,
-        /// The checkpoint the weights come from (null: from scratch).
+        /// The checkpoint the weights come from (null: from scratch): --init or --ckpt.
         init: Option<String>,
         vocab_size: u64,
         params: u64,
@@ -41,7 +41,11 @@ pub enum Event {
         seed: u64,
         bs: u64,
         bptt: u64,
+        /// Some layer groups frozen (--freeze; a classifier's --unfreeze-stage below all).
         freeze: bool,
+        /// Classifiers only: task, classes, unfreeze stage.
+        #[serde(skip_serializing_if = "Option::is_none", flatten)]
+        classifier: Option<ClfStart>,
         device: String,
         precision: String,
         threads: u64,
@@ -90,6 +94,19 @@ pub enum Event {
         repeats: u64,
         elapsed_s: f64,
     },
+}
+
+/// What `lr_find_start` adds for a classifier (`--ckpt`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClfStart {
+    /// classification, multi-label or regression (clf-train's names).
+    pub task: String,
+    pub classes: Vec<String>,
+    pub train_docs: u64,
+    /// Layer groups trained, counted from the head (fastai's freeze_to(-N)).
+    pub unfreeze_stage: u64,
+    /// Layer groups of the model: embedding, each LSTM layer, head.
+    pub layer_groups: u64,
 }
 
 /// One method's suggestion in the summary.

@@ -377,9 +377,18 @@ fn bad_input_is_one_line_and_exit_2() {
         .output()
         .unwrap();
     one_line(&err(&o, 2));
-    // a classifier checkpoint: not yet
-    let s = err(&lr_find(&e, &["--ckpt", ck.to_str().unwrap()]), 2);
-    assert!(s.contains("--init"), "{s}");
+    // a language model given as --ckpt (a classifier's flag)
+    let o = Command::new(BIN)
+        .arg(&e.shards)
+        .args(["--ckpt", ck.to_str().unwrap(), "--device", "cpu"])
+        .output()
+        .unwrap();
+    let s = err(&o, 2);
+    one_line(&s);
+    assert!(
+        s.contains("a language-model checkpoint; pass it with --init"),
+        "{s}"
+    );
 }
 
 #[test]
