@@ -17,15 +17,15 @@
 #   Both report the validation perplexity of the same held-out 10% of lines.
 #
 # usage: benches/transfer.sh
-# env: DATA (../shared/data), THREADS (nproc), GENERAL_STEPS (600), TARGET_STEPS (250),
+# env: DATA (../shared/data), THREADS (nproc), GENERAL_STEPS (1000), TARGET_STEPS (300),
 #      GENERAL_DOCS (4000), GENERAL_VOCAB (15000), LR (5e-3), DROP_MULT (0.5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/release
 DATA=${DATA:-../shared/data}
 THREADS=${THREADS:-$(nproc)}
-GENERAL_STEPS=${GENERAL_STEPS:-600}
-TARGET_STEPS=${TARGET_STEPS:-250}
+GENERAL_STEPS=${GENERAL_STEPS:-1000}
+TARGET_STEPS=${TARGET_STEPS:-300}
 GENERAL_DOCS=${GENERAL_DOCS:-4000}
 GENERAL_VOCAB=${GENERAL_VOCAB:-15000}
 LR=${LR:-5e-3}

@@ -121,7 +121,8 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PrecisionArg {
-    /// bf16 on CPUs with native bf16 (AVX512-BF16/AMX); fp32 otherwise and on CUDA.
+    /// bf16 on CPUs with native bf16 (AVX512-BF16/AMX) for LSTMs of hidden size ≥ 512; fp32
+    /// otherwise and on CUDA.
     Auto,
     Fp32,
     Bf16,

@@ -107,6 +107,7 @@ struct MicroOut {
 
 /// Forward and backward of rows `x` (with their hidden state `h`): gradients of
 /// `weight × (CE mean + AR + TAR) × loss_scale` accumulate into the parameters' `.grad`.
+#[allow(clippy::too_many_arguments)]
 fn micro_backward(
     model: &LanguageModel,
     x: &Tensor,
@@ -224,7 +225,7 @@ pub fn train_step_micro(
     hp: &StepHyper,
     precision: Precision,
     micro_bs: usize,
-    mut scaler: Option<&mut LossScaler>,
+    scaler: Option<&mut LossScaler>,
 ) -> Result<StepOutput, TchError> {
     let bs = x.size()[0] as usize;
     let loss_scale = scaler.as_ref().map_or(1.0, |s| s.scale);
@@ -287,7 +288,7 @@ pub fn train_step_micro(
             overflow: false,
         });
     }
-    if let Some(s) = scaler.as_deref_mut() {
+    if let Some(s) = scaler {
         let finite = opt.unscale_grads(s.scale);
         s.update(!finite);
         if !finite {

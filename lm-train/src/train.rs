@@ -34,6 +34,16 @@ pub fn step_seed(seed: u64, step: u64) -> i64 {
     ((z ^ (z >> 31)) >> 1) as i64
 }
 
+/// `--precision auto` for a model of hidden size `n_hid`: as [`resolve_precision`], but fp32
+/// for small LSTMs, where oneDNN's bf16 kernels lose to fp32 (benches/results/lm.md: the tiny
+/// config, hidden 128, trains 3× slower in bf16; the standard one, hidden 1152, 1.3× faster).
+pub fn resolve_precision_for(p: PrecisionArg, device: Device, n_hid: i64) -> Precision {
+    match (p, resolve_precision(p, device)) {
+        (PrecisionArg::Auto, Precision::Bf16) if n_hid < 512 => Precision::Fp32,
+        (_, r) => r,
+    }
+}
+
 /// `--precision auto`: bf16 where the CPU computes it natively, else fp32; fp32 on CUDA.
 pub fn resolve_precision(p: PrecisionArg, device: Device) -> Precision {
     match p {
@@ -374,7 +384,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             model_config_from_args(&a, vocab_size)
         };
         cfg.validate()?;
-        let precision = resolve_precision(a.precision, device);
+        let precision = resolve_precision_for(a.precision, device, cfg.n_hid);
         let settings = settings_from_args(&a, cfg.n_layers as usize + 1, precision)?;
         (cfg, settings)
     };
