@@ -678,3 +678,44 @@ fn dry_run_prints_the_estimate_and_writes_nothing() {
     assert_eq!(r["params"].as_u64(), Some(expect));
     assert_eq!(r["param_bytes"].as_u64(), Some(4 * expect));
 }
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_130() {
+    use std::io::BufRead;
+    let e = env();
+    let out = e.dir.join("ckpt");
+    let mut a: Vec<&str> = vec![e.shards.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    a.extend(TINY);
+    a.extend(["--epochs", "500", "--lr", "5e-3", "--log-every", "1"]);
+    let mut child = Command::new(BIN)
+        .args(&a)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run lm-train");
+    // wait until training is under way, then send SIGINT as a terminal's Ctrl-C would
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut steps = 0;
+    for l in lines.by_ref() {
+        if l.unwrap().contains("\"type\":\"lm_step\"") {
+            steps += 1;
+            if steps == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(steps, 3, "lm-train never reported steps");
+    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(rest.iter().any(|l| l.contains("\"type\":\"lm_checkpoint\"")), "no checkpoint record after Ctrl-C");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("train_state.json")).unwrap()).unwrap();
+    assert!(state["step"].as_u64().unwrap() >= 3, "{state}");
+    // the checkpoint loads: weights are complete and finite
+    let w = weights(&out);
+    assert!(!w.is_empty());
+    assert!(w.iter().all(|(_, t)| t.isfinite().all().int64_value(&[]) == 1));
+}
