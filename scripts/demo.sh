@@ -41,19 +41,19 @@ $BIN/numericalize verify "$OUT/clf_shards"
 $BIN/numericalize pack "$OUT/lm_shards" -o "$OUT/lm_shards.tar.zst" --force
 
 echo "== 3. lr-find: the LR range test on the language model → $OUT/lr_find.png"
-$BIN/lr-find "$OUT/lm_shards" "${MODEL[@]}" --drop-mult 0.3 --seed 42 --plot "$OUT/lr_find.png" --force >"$OUT/lr_find.jsonl"
-LR=$(grep '"type":"lr_find_summary"' "$OUT/lr_find.jsonl" | sed -E 's/.*"lr":([-0-9.eE+]+).*/\1/')
-echo "   suggested (valley) lr: $LR"
+$BIN/lr-find "$OUT/lm_shards" "${MODEL[@]}" --drop-mult 0.3 --seed 42 --suggest steep --plot "$OUT/lr_find.png" --force >"$OUT/lr_find.jsonl"
+LR=$(grep '"type":"lr_find_summary"' "$OUT/lr_find.jsonl" | sed -E 's/.*"type":"lr_find_summary","method":"[a-z]+","lr":([-0-9.eE+]+),.*/\1/')
+echo "   suggested (steep) lr: $LR"
 
-echo "== 4. lm-train: fine-tune the language model on the reviews (2 epochs, one-cycle at the suggested lr)"
-$BIN/lm-train "$OUT/lm_shards" -o "$OUT/lm" "${MODEL[@]}" --drop-mult 0.3 --epochs 2 --lr "$LR" --seed 42 \
+echo "== 4. lm-train: fine-tune the language model on the reviews (4 epochs, one-cycle at the suggested lr)"
+$BIN/lm-train "$OUT/lm_shards" -o "$OUT/lm" "${MODEL[@]}" --drop-mult 0.3 --epochs 4 --lr "$LR" --seed 42 \
   --force --metrics "$OUT/lm.metrics.jsonl"
 grep '"type":"lm_epoch"' "$OUT/lm.metrics.jsonl" | tail -n 1
 $BIN/lm-train generate --ckpt "$OUT/lm" --prompt "I liked this movie because" --n-words 30 --seed 1 --tidy
 
 echo "== 5. clf-train: sentiment head with gradual unfreezing and discriminative lrs"
 $BIN/clf-train "$OUT/clf_shards" --encoder "$OUT/lm" -o "$OUT/clf" --bs 32 --bptt 64 --seed 42 \
-  --unfreeze '1:2e-2,2:1e-2,3:5e-3,all:1e-3x2' --force --metrics "$OUT/clf.metrics.jsonl"
+  --unfreeze '1:2e-2,2:1e-2,3:5e-3,all:1e-3x4' --force --metrics "$OUT/clf.metrics.jsonl"
 grep '"type":"clf_epoch"' "$OUT/clf.metrics.jsonl" | tail -n 1
 
 echo "== 6. predict → bias-audit: is the classifier as good on reviews that mention women?"
