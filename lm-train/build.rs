@@ -37,13 +37,15 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON_SYS_EXECUTABLE");
     println!("cargo:rerun-if-changed=build.rs");
+    // Shared by every tch tool (clf-train and lr-find point their `build` at this file).
+    let pkg = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
     let Some(lib) = torch_lib() else {
-        println!("cargo:warning=lm-train: torch lib dir not found; set TORCH_LIB (binaries will need LD_LIBRARY_PATH)");
+        println!("cargo:warning={pkg}: torch lib dir not found; set TORCH_LIB (binaries will need LD_LIBRARY_PATH)");
         return;
     };
     if !lib.join("libtorch_cpu.so").exists() && !lib.join("libtorch.so").exists() {
         println!(
-            "cargo:warning=lm-train: {} holds no libtorch; no rpath emitted",
+            "cargo:warning={pkg}: {} holds no libtorch; no rpath emitted",
             lib.display()
         );
         return;
