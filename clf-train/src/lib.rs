@@ -17,7 +17,6 @@ pub mod schedule;
 pub mod train;
 
 use anyhow::Result;
-use clap::Parser;
 
 pub use args::{Args, Command};
 
@@ -29,24 +28,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = match Args::try_parse_from(argv) {
-        Ok(a) => a,
-        Err(e) if !e.use_stderr() => {
-            e.print()?;
-            return Ok(0);
-        }
-        Err(e) => {
-            return Err(anyhow::anyhow!(
-                "{}",
-                e.to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("invalid arguments")
-                    .trim_start_matches("error: ")
-            ))
-        }
-    };
-    run(args)
+    match shared::cli::parse_from::<Args, _, _>(argv)? {
+        Some(args) => run(args),
+        None => Ok(0), // --help / --version
+    }
 }
 
 pub fn run(args: Args) -> Result<i32> {

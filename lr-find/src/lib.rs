@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
 use clf_train::checkpoint::ClfCheckpoint;
 use clf_train::data::Targets;
 use lm_train::checkpoint::Checkpoint;
@@ -58,22 +57,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = match Args::try_parse_from(argv) {
-        Ok(a) => a,
-        Err(e) if !e.use_stderr() => {
-            e.print()?;
-            return Ok(0);
-        }
-        Err(e) => bail!(
-            "{}",
-            e.to_string()
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ")
-        ),
-    };
-    run(args)
+    match shared::cli::parse_from::<Args, _, _>(argv)? {
+        Some(args) => run(args),
+        None => Ok(0), // --help / --version
+    }
 }
 
 fn note(quiet: bool, msg: impl std::fmt::Display) {

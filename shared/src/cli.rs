@@ -91,6 +91,28 @@ pub fn main_with(tool: &str, run: impl FnOnce() -> anyhow::Result<i32>) -> ! {
 #[error("interrupted")]
 pub struct Interrupted;
 
+/// Parses `argv` as the binaries do, for tools run in-process (tests, other tools):
+/// `--help`/`--version` print and give `Ok(None)` (exit 0); a usage error becomes a one-line
+/// error (exit 2 through [`main_with`]).
+pub fn parse_from<A, I, T>(argv: I) -> anyhow::Result<Option<A>>
+where
+    A: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match A::try_parse_from(argv) {
+        Ok(a) => Ok(Some(a)),
+        Err(e) if !e.use_stderr() => {
+            e.print()?;
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "{}",
+            e.to_string().lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ")
+        )),
+    }
+}
+
 /// `-` or no path means standard input/output.
 pub fn is_stdio(path: &std::path::Path) -> bool {
     path.as_os_str() == "-"
