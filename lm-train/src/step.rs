@@ -237,13 +237,7 @@ pub fn train_step_micro(
     let ntok = x.numel() as f64;
     for &(r0, r1) in &ranges {
         let n = r1 - r0;
-        if let Some(limit) = runtime::simulated_oom_above() {
-            if n > limit {
-                return Err(TchError::Torch(format!(
-                    "simulated: DefaultCPUAllocator: not enough memory: a micro-batch of {n} streams is above --simulate-oom-above {limit} (out of memory)"
-                )));
-            }
-        }
+        simulated_oom(n)?;
         let (xm, ym, hm) = if ranges.len() == 1 {
             (x.shallow_clone(), y.shallow_clone(), clone_hidden(h))
         } else {
@@ -334,6 +328,17 @@ fn clone_hidden(h: &Hidden) -> Hidden {
 /// Forward + backward of a `micro_bs` × `bptt` batch of random ids from a zero state, then
 /// gradients zeroed: what `--bs auto` runs to see whether a micro-batch fits. No parameter
 /// or optimizer state changes.
+/// `--simulate-oom-above N` (tests): a forward/backward over more than N streams fails as an
+/// allocation would.
+fn simulated_oom(n: usize) -> Result<(), TchError> {
+    match runtime::simulated_oom_above() {
+        Some(limit) if n > limit => Err(TchError::Torch(format!(
+            "simulated: DefaultCPUAllocator: not enough memory: a micro-batch of {n} streams is above --simulate-oom-above {limit} (out of memory)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub fn probe(
     model: &LanguageModel,
     opt: &mut AdamW,
@@ -341,6 +346,7 @@ pub fn probe(
     bptt: usize,
     precision: Precision,
 ) -> Result<(), TchError> {
+    simulated_oom(micro_bs)?;
     let device = model.device();
     let v = model.cfg().vocab_size;
     let ids = Tensor::f_randint(v, [micro_bs as i64, bptt as i64 + 1], (Kind::Int64, device))?;

@@ -476,16 +476,21 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     } else {
         match s.micro_bs {
             Some(m) => m,
-            None => auto_micro_bs(
-                &model,
-                &mut opt,
-                &model_cfg,
-                s,
-                device,
-                a.mem_budget,
-                &mut metrics,
-                quiet,
-            )?,
+            None => {
+                let p = auto_micro_bs(
+                    &model,
+                    &mut opt,
+                    &model_cfg,
+                    s.bs,
+                    s.bptt,
+                    s.precision,
+                    device,
+                    a.mem_budget,
+                )?;
+                note(quiet, &p);
+                metrics.emit(memory_event(&p.estimate, device, s.bs, p.budget, p.peak))?;
+                p.micro_bs
+            }
         }
     }
     .clamp(1, s.bs);
@@ -766,22 +771,36 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `--bs auto`: the largest micro-batch (up to the effective batch) whose forward+backward
-/// fits, probed at increasing sizes. On CUDA a probe fails with an out-of-memory error; on the
-/// CPU (where allocation does not fail, the kernel kills instead) a size fits when the
-/// process's peak RSS stays within the budget: measured around each probe where the kernel
-/// lets us reset the peak, and in any case not attempted when the estimate says it will not fit.
+/// What `--bs auto` found: the micro-batch, its memory estimate, the budget it had to fit
+/// (CPU) and the peak RSS measured while probing it (where the kernel lets us measure).
+#[derive(Debug, Clone)]
+pub struct AutoBs {
+    pub micro_bs: usize,
+    /// Streams per optimizer step the micro-batches add up to.
+    pub effective_bs: usize,
+    pub estimate: memory::MemEstimate,
+    pub budget: Option<u64>,
+    pub peak: Option<u64>,
+}
+
+/// `--bs auto`: the largest micro-batch (up to the effective batch `bs`) whose
+/// forward+backward fits, probed at increasing sizes. On CUDA a probe fails with an
+/// out-of-memory error; on the CPU (where allocation does not fail, the kernel kills instead)
+/// a size fits when the process's peak RSS stays within the budget (`budget`, default 80% of
+/// MemAvailable): measured around each probe where the kernel lets us reset the peak, and in
+/// any case not attempted when the estimate says it will not fit. Prints nothing (its
+/// `Display` is the line to print). lr-find uses it too.
 #[allow(clippy::too_many_arguments)]
-fn auto_micro_bs(
+pub fn auto_micro_bs(
     model: &LanguageModel,
     opt: &mut AdamW,
     cfg: &ModelConfig,
-    s: &TrainSettings,
+    bs: usize,
+    bptt: usize,
+    precision: Precision,
     device: Device,
     budget: Option<u64>,
-    metrics: &mut Metrics,
-    quiet: bool,
-) -> Result<usize> {
+) -> Result<AutoBs> {
     let cuda = device.is_cuda();
     let budget =
         if cuda {
@@ -793,8 +812,8 @@ fn auto_micro_bs(
         };
     let measure = !cuda && memory::reset_peak_rss();
     let mut best: Option<(usize, Option<u64>)> = None;
-    for m in memory::probe_sizes(s.bs) {
-        let est = memory::estimate(cfg, s.precision, m, s.bptt, cuda);
+    for m in memory::probe_sizes(bs) {
+        let est = memory::estimate(cfg, precision, m, bptt, cuda);
         if let Some(b) = budget {
             let now = memory::current_rss().unwrap_or(0);
             let grads = if best.is_none() { est.grad_bytes } else { 0 };
@@ -805,8 +824,7 @@ fn auto_micro_bs(
         if measure {
             memory::reset_peak_rss();
         }
-        let r =
-            runtime::catch_torch_panic(|| crate::step::probe(model, opt, m, s.bptt, s.precision));
+        let r = runtime::catch_torch_panic(|| crate::step::probe(model, opt, m, bptt, precision));
         let msg = match r {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
@@ -829,23 +847,35 @@ fn auto_micro_bs(
     let Some((m, peak)) = best else {
         bail!(
             "--bs auto: not even a micro-batch of 1 stream × bptt {} fits{}; lower --bptt or use a smaller model",
-            s.bptt,
+            bptt,
             budget.map_or(String::new(), |b| format!(" in the budget of {}", human(b)))
         );
     };
-    let est = memory::estimate(cfg, s.precision, m, s.bptt, cuda);
-    note(
-        quiet,
-        format!(
-            "--bs auto: micro-batches of {m} streams, {} per step (effective batch {}){}{}",
-            memory::accum_steps(s.bs, m),
-            s.bs,
-            peak.map_or(String::new(), |p| format!("; measured peak {}", human(p))),
-            budget.map_or(String::new(), |b| format!(" of a {} budget", human(b)))
-        ),
-    );
-    metrics.emit(memory_event(&est, device, s.bs, budget, peak))?;
-    Ok(m)
+    let estimate = memory::estimate(cfg, precision, m, bptt, cuda);
+    Ok(AutoBs {
+        micro_bs: m,
+        effective_bs: bs,
+        estimate,
+        budget,
+        peak,
+    })
+}
+
+impl std::fmt::Display for AutoBs {
+    /// The line the tools print: "--bs auto: micro-batches of 8 streams, 8 per step ...".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "--bs auto: micro-batches of {} streams, {} per step (effective batch {}){}{}",
+            self.micro_bs,
+            memory::accum_steps(self.effective_bs, self.micro_bs),
+            self.effective_bs,
+            self.peak
+                .map_or(String::new(), |p| format!("; measured peak {}", human(p))),
+            self.budget
+                .map_or(String::new(), |b| format!(" of a {} budget", human(b)))
+        )
+    }
 }
 
 fn memory_event(

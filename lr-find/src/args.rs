@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use lm_train::args::PrecisionArg;
+use lm_train::args::{parse_bytes, BatchSize, PrecisionArg};
 use shared::cli::{CommonArgs, EXIT_CODES_HELP};
 
 use crate::schedule::ScheduleKind;
@@ -128,10 +128,20 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
 
-    /// Batch size: parallel streams as lm-train [default: 64]; with --ckpt documents per
-    /// batch [default: the checkpoint's training --bs].
-    #[arg(long, value_name = "N")]
-    pub bs: Option<usize>,
+    /// Batch size: parallel streams as lm-train [default: 64], or `auto` (language models):
+    /// the largest micro-batch that fits (GPU memory on CUDA, --mem-budget on the CPU), probed
+    /// as lm-train does, with gradient accumulation up to --effective-bs streams per step.
+    /// With --ckpt: documents per batch [default: the checkpoint's training --bs].
+    #[arg(long, value_name = "N|auto")]
+    pub bs: Option<BatchSize>,
+    /// Language models: streams per optimizer step, accumulated over micro-batches of --bs
+    /// (default: --bs, or 64 with --bs auto). An out-of-memory error in a step halves the
+    /// micro-batch and runs the step again, as lm-train.
+    #[arg(long, value_name = "N", conflicts_with = "ckpt")]
+    pub effective_bs: Option<usize>,
+    /// RAM budget for --bs auto on the CPU (e.g. 4G, 512M; default: 80% of MemAvailable).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub mem_budget: Option<u64>,
     /// Back-propagation through time: sequence length of a batch, as lm-train [default: 72]
     /// (a classifier's is in its checkpoint).
     #[arg(long, value_name = "N", conflicts_with = "ckpt")]
@@ -183,6 +193,11 @@ pub struct Args {
     pub train_split: String,
     #[arg(long, default_value = "valid", value_name = "NAME")]
     pub valid_split: String,
+
+    /// Fail every forward/backward with more than N streams (or documents) as if out of
+    /// memory: for tests of the back-off.
+    #[arg(long, value_name = "N", hide = true)]
+    pub simulate_oom_above: Option<usize>,
 
     #[command(flatten)]
     pub common: CommonArgs,

@@ -28,6 +28,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clf_train::checkpoint::ClfCheckpoint;
 use clf_train::data::Targets;
+use lm_train::args::BatchSize;
 use lm_train::checkpoint::Checkpoint;
 use lm_train::config::{ModelConfig, Precision};
 use lm_train::data::geometry;
@@ -180,6 +181,15 @@ enum Prepared {
     Clf(ClfPrepared),
 }
 
+/// Rows per forward/backward now: a language model's micro-batch (after `--bs auto` and any
+/// out-of-memory back-off), a classifier's batch.
+fn micro_bs(p: &Prepared) -> usize {
+    match p {
+        Prepared::Lm(l) => l.setup.micro_bs(),
+        Prepared::Clf(c) => c.setup.bs,
+    }
+}
+
 fn prepare_lm(
     a: &Args,
     set: &ShardSet,
@@ -187,7 +197,25 @@ fn prepare_lm(
     device: tch::Device,
 ) -> Result<LmPrepared> {
     let quiet = a.common.quiet;
-    let (bs, bptt) = (a.bs.unwrap_or(64), a.bptt.unwrap_or(72));
+    let bptt = a.bptt.unwrap_or(72);
+    // as lm-train: streams per step from --effective-bs, else --bs, else 64; micro-batches
+    // of --bs below that, or probed with --bs auto
+    let bs = match (a.effective_bs, a.bs) {
+        (Some(e), _) => e,
+        (None, Some(BatchSize::Fixed(n))) => n,
+        (None, Some(BatchSize::Auto) | None) => 64,
+    };
+    if bs == 0 {
+        bail!("--effective-bs must be at least 1");
+    }
+    let micro = match a.bs {
+        Some(BatchSize::Fixed(n)) if n > bs => {
+            bail!("--bs {n} is larger than --effective-bs {bs}")
+        }
+        Some(BatchSize::Fixed(n)) => Some(n),
+        Some(BatchSize::Auto) => None,
+        None => Some(bs),
+    };
     let init = match &a.init {
         Some(p) => {
             let mut ck = Checkpoint::read(p)?;
@@ -258,9 +286,12 @@ fn prepare_lm(
             clip: a.clip,
         },
         bs,
+        micro: std::cell::Cell::new(micro),
+        mem_budget: a.mem_budget,
         bptt,
         precision,
         device,
+        quiet,
     };
     Ok(LmPrepared {
         setup,
@@ -285,8 +316,15 @@ fn prepare_clf(
     )?;
     let n_groups = ck.config.encoder.n_layers as usize + 2;
     let trainable = clf::parse_stage(a.unfreeze_stage.as_deref().unwrap_or("1"), n_groups)?;
+    let bs = match a.bs {
+        Some(BatchSize::Fixed(n)) => Some(n),
+        Some(BatchSize::Auto) => bail!(
+            "--bs auto probes the micro-batch of a language model; with --ckpt give --bs as documents per batch (default: the checkpoint's)"
+        ),
+        None => None,
+    };
     let bs =
-        a.bs.or_else(|| ck.config.training.as_ref().map(|t| t.bs))
+        bs.or_else(|| ck.config.training.as_ref().map(|t| t.bs))
             .unwrap_or(64);
     if bs < 2 {
         bail!("--bs must be at least 2 (BatchNorm in the head needs batch statistics)");
@@ -392,9 +430,10 @@ pub fn run(a: Args) -> Result<i32> {
     if !(0.0..1.0).contains(&a.smooth) {
         bail!("--smooth {} must be in [0, 1)", a.smooth);
     }
-    if a.bs == Some(0) || a.bptt == Some(0) {
-        bail!("--bs and --bptt must be at least 1");
+    if a.bptt == Some(0) {
+        bail!("--bptt must be at least 1");
     }
+    runtime::simulate_oom_above(a.simulate_oom_above);
     let threads = runtime::init_threads(a.common.threads);
     let device = runtime::parse_device(&a.device)?;
     // Outputs are created now, so a bad path fails before the work.
@@ -512,6 +551,7 @@ pub fn run(a: Args) -> Result<i32> {
                 repeats: a.repeats as u64,
                 seed: a.seed,
                 bs: bs as u64,
+                micro_bs: micro_bs(&prep) as u64,
                 bptt: bptt as u64,
                 freeze,
                 classifier: clf,
@@ -550,6 +590,7 @@ pub fn run(a: Args) -> Result<i32> {
             steep: get(Method::Steep),
             minimum: get(Method::Minimum),
             slide: get(Method::Slide),
+            micro_bs: micro_bs(&prep) as u64,
             elapsed_s: dt,
             s_per_iter: dt / curve.points.len().max(1) as f64,
         })?;

@@ -7,13 +7,17 @@
 //! from `step_seed(S, t)`. When the test needs more batches than an epoch has, the next epoch
 //! starts (reshuffled, hidden state reset, as fastai's `lr_find` fitting several epochs).
 
-use anyhow::Result;
+use std::cell::Cell;
+
+use anyhow::{bail, Result};
 use lm_train::checkpoint::Checkpoint;
 use lm_train::config::{ModelConfig, Precision};
 use lm_train::data::{shuffle_seed, LmBatches};
 use lm_train::model::{Hidden, LanguageModel};
 use lm_train::optim::AdamW;
-use lm_train::train::{evaluate, step_seed, train_step, StepHyper};
+use lm_train::memory;
+use lm_train::runtime;
+use lm_train::train::{auto_micro_bs, evaluate, step_seed, train_step_micro, StepHyper};
 use shared::shards::Split;
 use tch::Device;
 
@@ -39,10 +43,25 @@ pub struct LmSetup {
     pub init: Option<Checkpoint>,
     pub freeze: bool,
     pub hyper: LmHyper,
+    /// Streams per optimizer step (--effective-bs, else --bs).
     pub bs: usize,
+    /// Streams per forward/backward: --bs when it is below --effective-bs; None with
+    /// `--bs auto` until the first repeat probes it. Halved on out-of-memory, and the smaller
+    /// size kept for the later repeats.
+    pub micro: Cell<Option<usize>>,
+    /// RAM budget of `--bs auto` on the CPU.
+    pub mem_budget: Option<u64>,
     pub bptt: usize,
     pub precision: Precision,
     pub device: Device,
+    pub quiet: bool,
+}
+
+impl LmSetup {
+    /// The micro-batch in use (the whole batch when there is no accumulation).
+    pub fn micro_bs(&self) -> usize {
+        self.micro.get().unwrap_or(self.bs)
+    }
 }
 
 /// The batch size validation uses: the training one, smaller when the split is short (as
@@ -92,6 +111,23 @@ impl<'a> LmRangeTest<'a> {
         let mut opt = AdamW::new(named, n_groups, h.sqr_mom, h.eps, h.wd);
         if setup.freeze {
             opt.set_trainable(|g| g + 1 == n_groups);
+        }
+        if setup.micro.get().is_none() {
+            // --bs auto: probed once, on the first repeat's fresh model, as lm-train does
+            let p = auto_micro_bs(
+                &model,
+                &mut opt,
+                &setup.cfg,
+                setup.bs,
+                setup.bptt,
+                setup.precision,
+                setup.device,
+                setup.mem_budget,
+            )?;
+            if !setup.quiet {
+                eprintln!("{}: {p}", crate::TOOL);
+            }
+            setup.micro.set(Some(p.micro_bs));
         }
         let batches = LmBatches::new(train, setup.bs, setup.bptt, Some(shuffle_seed(seed, 0)))?;
         let valid = match valid {
@@ -144,7 +180,6 @@ impl RangeTestModel for LmRangeTest<'_> {
             self.batch = 0;
             self.hidden = None;
         }
-        tch::manual_seed(step_seed(self.seed, self.step));
         let (x, y) = self.batches.batch(self.batch, s.device);
         let h = match self.hidden.take() {
             Some(h) => h,
@@ -161,7 +196,49 @@ impl RangeTestModel for LmRangeTest<'_> {
             beta: s.hyper.beta,
             clip: s.hyper.clip,
         };
-        let out = train_step(&self.model, &mut self.opt, &x, &y, &h, &hp, s.precision);
+        // An allocation failure leaves the weights as they were: halve the micro-batch and
+        // run the same step again (lm-train's back-off).
+        let out = loop {
+            let micro = s.micro_bs();
+            tch::manual_seed(step_seed(self.seed, self.step));
+            let r = runtime::catch_torch_panic(|| {
+                train_step_micro(
+                    &self.model,
+                    &mut self.opt,
+                    &x,
+                    &y,
+                    &h,
+                    &hp,
+                    s.precision,
+                    micro,
+                    None,
+                )
+            });
+            let msg = match r {
+                Ok(Ok(o)) => break o,
+                Ok(Err(e)) => e.to_string(),
+                Err(m) => m,
+            };
+            let first = msg.lines().next().unwrap_or("").to_string();
+            match (memory::is_oom(&msg), memory::back_off(micro)) {
+                (true, Some(m)) => {
+                    if !s.quiet {
+                        eprintln!(
+                            "{}: iteration {}: out of memory with micro-batches of {micro} streams; retrying with {m} ({} accumulation steps): {first}",
+                            crate::TOOL,
+                            self.step + 1,
+                            memory::accum_steps(s.bs, m)
+                        );
+                    }
+                    s.micro.set(Some(m));
+                }
+                (true, None) => bail!(
+                    "iteration {}: out of memory even with micro-batches of 1 stream ({first}); lower --bptt or use a smaller model",
+                    self.step + 1
+                ),
+                (false, _) => bail!("iteration {}: {first}", self.step + 1),
+            }
+        };
         self.hidden = Some(out.hidden);
         self.step += 1;
         self.batch += 1;

@@ -39,7 +39,11 @@ pub enum Event {
         stop_div: bool,
         repeats: u64,
         seed: u64,
+        /// Streams (documents, for a classifier) per optimizer step.
         bs: u64,
+        /// Streams per forward/backward: below `bs` with gradient accumulation (--bs N
+        /// --effective-bs M, or --bs auto).
+        micro_bs: u64,
         bptt: u64,
         /// Some layer groups frozen (--freeze; a classifier's --unfreeze-stage below all).
         freeze: bool,
@@ -67,6 +71,9 @@ pub enum Event {
         steep: Option<f64>,
         minimum: Option<f64>,
         slide: Option<f64>,
+        /// Streams per forward/backward at the end of the repeat (smaller than at the start
+        /// after an out-of-memory back-off).
+        micro_bs: u64,
         elapsed_s: f64,
         s_per_iter: f64,
     },

@@ -404,3 +404,84 @@ fn fewer_batches_than_iterations_cycles_the_data() {
     );
     assert_eq!(records(&out, "lr_find_iter").len(), 50);
 }
+
+#[test]
+fn out_of_memory_backs_off_and_the_test_completes() {
+    let e = env();
+    // every forward/backward over more than 1 stream fails as if out of memory
+    let o = lr_find(
+        &e,
+        &["--num-it", "12", "--seed", "3", "--simulate-oom-above", "1"],
+    );
+    let out = ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("out of memory with micro-batches of 4 streams; retrying with 2")
+            && stderr.contains("retrying with 1 (4 accumulation steps)"),
+        "{stderr}"
+    );
+    assert_eq!(records(&out, "lr_find_start")[0]["micro_bs"], 4);
+    let rep = &records(&out, "lr_find_repeat")[0];
+    assert_eq!(rep["micro_bs"], 1);
+    assert_eq!(rep["iterations"], 12, "every iteration ran after the back-off");
+    let it = records(&out, "lr_find_iter");
+    assert!(it.iter().all(|v| v["loss"].as_f64().unwrap().is_finite()));
+    // micro-batches of 1 stream from the start: the same curve as after the back-off
+    // (gradients accumulated over the same 4 streams)
+    let m = ok(&lr_find(
+        &e,
+        &["--num-it", "12", "--seed", "3", "--bs", "1", "--effective-bs", "4"],
+    ));
+    let first = |s: &str| records(s, "lr_find_iter")[0]["loss"].as_f64().unwrap();
+    assert_eq!(first(&m), first(&out));
+}
+
+#[test]
+fn bs_auto_probes_the_largest_micro_batch_that_fits() {
+    let e = env();
+    let o = lr_find(
+        &e,
+        &[
+            "--num-it",
+            "8",
+            "--bs",
+            "auto",
+            "--effective-bs",
+            "4",
+            "--mem-budget",
+            "16G",
+            "--simulate-oom-above",
+            "2",
+        ],
+    );
+    let out = ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("--bs auto: micro-batches of 2 streams, 2 per step (effective batch 4)"),
+        "{stderr}"
+    );
+    let start = &records(&out, "lr_find_start")[0];
+    assert_eq!((start["bs"].as_u64(), start["micro_bs"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(records(&out, "lr_find_repeat")[0]["iterations"], 8);
+
+    let s = err(&lr_find(&e, &["--bs", "8", "--effective-bs", "4"]), 2);
+    assert!(s.contains("--bs 8 is larger than --effective-bs 4"), "{s}");
+    let s = err(
+        &lr_find(
+            &e,
+            &[
+                "--bs",
+                "auto",
+                "--mem-budget",
+                "1M",
+                "--effective-bs",
+                "4",
+                "--num-it",
+                "8",
+            ],
+        ),
+        2,
+    );
+    assert!(s.contains("--bs auto: not even a micro-batch of 1 stream"), "{s}");
+    assert_eq!(s.trim_end().lines().count(), 1, "{s}");
+}
