@@ -323,9 +323,9 @@ fn prepare_clf(
         ),
         None => None,
     };
-    let bs =
-        bs.or_else(|| ck.config.training.as_ref().map(|t| t.bs))
-            .unwrap_or(64);
+    let bs = bs
+        .or_else(|| ck.config.training.as_ref().map(|t| t.bs))
+        .unwrap_or(64);
     if bs < 2 {
         bail!("--bs must be at least 2 (BatchNorm in the head needs batch statistics)");
     }

@@ -1,6 +1,3 @@
-use clap::Parser;
-
 fn main() {
-    let args = lr_find::Args::parse_from(std::env::args_os());
-    shared::cli::main_with(lr_find::TOOL, || lr_find::run(args));
+    shared::cli::main(lr_find::TOOL, lr_find::run);
 }

@@ -423,14 +423,26 @@ fn out_of_memory_backs_off_and_the_test_completes() {
     assert_eq!(records(&out, "lr_find_start")[0]["micro_bs"], 4);
     let rep = &records(&out, "lr_find_repeat")[0];
     assert_eq!(rep["micro_bs"], 1);
-    assert_eq!(rep["iterations"], 12, "every iteration ran after the back-off");
+    assert_eq!(
+        rep["iterations"], 12,
+        "every iteration ran after the back-off"
+    );
     let it = records(&out, "lr_find_iter");
     assert!(it.iter().all(|v| v["loss"].as_f64().unwrap().is_finite()));
     // micro-batches of 1 stream from the start: the same curve as after the back-off
     // (gradients accumulated over the same 4 streams)
     let m = ok(&lr_find(
         &e,
-        &["--num-it", "12", "--seed", "3", "--bs", "1", "--effective-bs", "4"],
+        &[
+            "--num-it",
+            "12",
+            "--seed",
+            "3",
+            "--bs",
+            "1",
+            "--effective-bs",
+            "4",
+        ],
     ));
     let first = |s: &str| records(s, "lr_find_iter")[0]["loss"].as_f64().unwrap();
     assert_eq!(first(&m), first(&out));
@@ -461,7 +473,10 @@ fn bs_auto_probes_the_largest_micro_batch_that_fits() {
         "{stderr}"
     );
     let start = &records(&out, "lr_find_start")[0];
-    assert_eq!((start["bs"].as_u64(), start["micro_bs"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(
+        (start["bs"].as_u64(), start["micro_bs"].as_u64()),
+        (Some(4), Some(2))
+    );
     assert_eq!(records(&out, "lr_find_repeat")[0]["iterations"], 8);
 
     let s = err(&lr_find(&e, &["--bs", "8", "--effective-bs", "4"]), 2);
@@ -482,6 +497,9 @@ fn bs_auto_probes_the_largest_micro_batch_that_fits() {
         ),
         2,
     );
-    assert!(s.contains("--bs auto: not even a micro-batch of 1 stream"), "{s}");
+    assert!(
+        s.contains("--bs auto: not even a micro-batch of 1 stream"),
+        "{s}"
+    );
     assert_eq!(s.trim_end().lines().count(), 1, "{s}");
 }

@@ -6,6 +6,9 @@
 //! * A broken pipe (`tool | head -1`) is a quiet exit 0, as in ripgrep.
 //! * Flags with the same meaning have the same name everywhere: [`CommonArgs`] is flattened
 //!   into every tool's `Args`.
+//! * `tool --generate KIND` prints shell completions or a man page made from the tool's clap
+//!   definition (as ripgrep's `rg --generate`): [`main`] handles it before parsing, so the
+//!   tool's required arguments are not needed.
 
 use std::io;
 
@@ -22,13 +25,21 @@ Exit codes:
   0    success
   1    a negative answer (e.g. a --fail-if gate was violated)
   2    error: bad input, bad usage, I/O failure (one line on stderr names the file)
-  130  interrupted (Ctrl-C)";
+  130  interrupted (Ctrl-C)
+
+Shell completions and a man page: --generate bash|zsh|fish|elvish|powershell|man (alone).";
 
 /// Flags every tool accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// Worker threads (0 = one per core).
-    #[arg(long, short = 'j', default_value_t = 0, value_name = "N", global = true)]
+    #[arg(
+        long,
+        short = 'j',
+        default_value_t = 0,
+        value_name = "N",
+        global = true
+    )]
     pub threads: usize,
     /// Print nothing on stderr except errors.
     #[arg(long, short = 'q', global = true)]
@@ -42,12 +53,16 @@ impl CommonArgs {
     /// Configures rayon's global pool with `--threads`.
     pub fn init_threads(&self) -> anyhow::Result<usize> {
         let n = if self.threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             self.threads
         };
         // A second call (in tests that run several tools in one process) is harmless.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
         Ok(n)
     }
 }
@@ -56,14 +71,20 @@ impl CommonArgs {
 /// how `| head` ends a pipeline, not a failure.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
-        e.downcast_ref::<io::Error>().map(|e| e.kind() == io::ErrorKind::BrokenPipe).unwrap_or(false)
+        e.downcast_ref::<io::Error>()
+            .map(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            .unwrap_or(false)
     })
 }
 
 /// Formats an error chain as a single line.
 pub fn one_line(err: &anyhow::Error) -> String {
     let s = format!("{err:#}");
-    s.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    s.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs a tool's `run` and turns the result into the process exit code.
@@ -84,6 +105,64 @@ pub fn main_with(tool: &str, run: impl FnOnce() -> anyhow::Result<i32>) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// What `--generate` can print.
+pub const GENERATE_KINDS: [&str; 6] = ["bash", "zsh", "fish", "elvish", "powershell", "man"];
+
+/// A binary's `main`: `--generate KIND` (see [`generate`]), else parse the arguments with
+/// clap (help, version and usage errors as clap prints them) and run the tool through
+/// [`main_with`].
+pub fn main<A: clap::Parser>(tool: &str, run: impl FnOnce(A) -> anyhow::Result<i32>) -> ! {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let kind = match argv.get(1).and_then(|a| a.to_str()) {
+        Some("--generate") => Some(
+            argv.get(2)
+                .and_then(|k| k.to_str())
+                .unwrap_or("")
+                .to_string(),
+        ),
+        Some(a) if a.starts_with("--generate=") => Some(a["--generate=".len()..].to_string()),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        main_with(tool, || {
+            if argv.len() > 2 + usize::from(!argv[1].to_string_lossy().contains('=')) {
+                anyhow::bail!("--generate takes no other arguments");
+            }
+            let mut out = io::stdout().lock();
+            generate(&mut A::command(), tool, &kind, &mut out)?;
+            io::Write::flush(&mut out)?;
+            Ok(EXIT_OK)
+        })
+    }
+    let args = A::parse_from(argv);
+    main_with(tool, || run(args))
+}
+
+/// Writes shell completions (`bash`, `zsh`, `fish`, `elvish`, `powershell`) or a roff man
+/// page (`man`, with subcommands listed) for `cmd` to `out`.
+pub fn generate(
+    cmd: &mut clap::Command,
+    tool: &str,
+    kind: &str,
+    out: &mut dyn io::Write,
+) -> anyhow::Result<()> {
+    use clap_complete::Shell;
+    let shell = match kind {
+        "bash" => Shell::Bash,
+        "zsh" => Shell::Zsh,
+        "fish" => Shell::Fish,
+        "elvish" => Shell::Elvish,
+        "powershell" => Shell::PowerShell,
+        "man" => {
+            clap_mangen::Man::new(cmd.clone()).render(out)?;
+            return Ok(());
+        }
+        _ => anyhow::bail!("--generate {kind:?}: one of {}", GENERATE_KINDS.join(", ")),
+    };
+    clap_complete::generate(shell, cmd, tool, out);
+    Ok(())
 }
 
 /// Returned by a tool that stopped because of Ctrl-C; maps to exit code 130.
@@ -108,7 +187,11 @@ where
         }
         Err(e) => Err(anyhow::anyhow!(
             "{}",
-            e.to_string().lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ")
+            e.to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
         )),
     }
 }
@@ -134,7 +217,8 @@ mod tests {
 
     #[test]
     fn one_line_joins_chain() {
-        let r: Result<(), io::Error> = Err(io::Error::new(io::ErrorKind::NotFound, "no such\nfile"));
+        let r: Result<(), io::Error> =
+            Err(io::Error::new(io::ErrorKind::NotFound, "no such\nfile"));
         let e = r.context("reading a.csv").unwrap_err();
         assert_eq!(one_line(&e), "reading a.csv: no such file");
     }

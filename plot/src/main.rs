@@ -1,0 +1,3 @@
+fn main() {
+    shared::cli::main("plot", plot::run);
+}
