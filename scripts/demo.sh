@@ -55,6 +55,9 @@ echo "== 5. clf-train: sentiment head with gradual unfreezing and discriminative
 $BIN/clf-train "$OUT/clf_shards" --encoder "$OUT/lm" -o "$OUT/clf" --bs 32 --bptt 64 --seed 42 \
   --unfreeze '1:2e-2,2:1e-2,3:5e-3,all:1e-3x4' --force --metrics "$OUT/clf.metrics.jsonl"
 grep '"type":"clf_epoch"' "$OUT/clf.metrics.jsonl" | tail -n 1
+$BIN/plot "$OUT/lm.metrics.jsonl" -o "$OUT/lm_curves.png" --force -q
+$BIN/plot "$OUT/clf.metrics.jsonl" -y accuracy -y valid_loss -o "$OUT/clf_curves.png" --force -q
+echo "   training curves: $OUT/lm_curves.png, $OUT/clf_curves.png (plot)"
 
 echo "== 6. predict → bias-audit: is the classifier as good on reviews that mention women?"
 $BIN/clf-train predict --ckpt "$OUT/clf" "$OUT/clf_shards" --split valid -o "$OUT/predictions.jsonl" --force
@@ -69,4 +72,4 @@ case $audit in
   1) echo "   audit: a gate was violated (exit 1), as a CI step would report it" ;;
   *) exit "$audit" ;;
 esac
-echo "== done: outputs in $OUT (tokens, shards, lr_find.png, lm/, clf/, predictions.jsonl, audit.json, audit.png)"
+echo "== done: outputs in $OUT (tokens, shards, lr_find.png, lm/, clf/, *_curves.png, predictions.jsonl, audit.json, audit.png)"
