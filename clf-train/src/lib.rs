@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod metrics;
+pub mod micro;
 pub mod model;
 pub mod optim;
 pub mod predict;

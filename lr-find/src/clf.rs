@@ -13,10 +13,13 @@ use anyhow::{bail, Result};
 use clf_train::checkpoint::ClfCheckpoint;
 use clf_train::config::LabelConfig;
 use clf_train::data::{self, Targets};
+use clf_train::micro::train_step_micro;
 use clf_train::model::ClfModel;
 use clf_train::optim::ClfOpt;
-use clf_train::train::{loss, train_step, StepHyper};
+use clf_train::train::{loss, StepHyper};
 use lm_train::config::Precision;
+use lm_train::memory;
+use lm_train::runtime;
 use lm_train::train::step_seed;
 use shared::shards::Split;
 use tch::Device;
@@ -59,9 +62,14 @@ pub struct ClfSetup {
     /// Layer groups trained, counted from the head.
     pub trainable: usize,
     pub hyper: ClfHyper,
+    /// Documents per optimizer step.
     pub bs: usize,
+    /// Documents per forward/backward: `bs` until an out-of-memory error halves it (kept for
+    /// the later repeats).
+    pub micro: std::cell::Cell<usize>,
     pub precision: Precision,
     pub device: Device,
+    pub quiet: bool,
 }
 
 impl ClfSetup {
@@ -173,7 +181,6 @@ impl RangeTestModel for ClfRangeTest<'_> {
             self.batch = 0;
         }
         let b = &self.batches[self.batch];
-        tch::manual_seed(step_seed(self.seed, self.step));
         let fill = self.model.encoder.cfg.pad_token;
         let docs: Vec<Vec<i64>> = b
             .iter()
@@ -188,15 +195,49 @@ impl RangeTestModel for ClfRangeTest<'_> {
             beta: s.hyper.beta,
             clip: s.hyper.clip,
         };
-        let out = train_step(
-            &self.model,
-            &mut self.opt,
-            &docs,
-            &y,
-            s.labels().task,
-            &hp,
-            s.precision,
-        );
+        // An allocation failure leaves the weights as they were: halve the micro-batch and
+        // run the same step again (lm-train's back-off, with gradient accumulation).
+        let out = loop {
+            let micro = s.micro.get();
+            tch::manual_seed(step_seed(self.seed, self.step));
+            let r = runtime::catch_torch_panic(|| {
+                train_step_micro(
+                    &self.model,
+                    &mut self.opt,
+                    &docs,
+                    &y,
+                    s.labels().task,
+                    &hp,
+                    s.precision,
+                    micro,
+                )
+            });
+            let msg = match r {
+                Ok(Ok(o)) => break o,
+                Ok(Err(e)) => e.to_string(),
+                Err(m) => m,
+            };
+            let first = msg.lines().next().unwrap_or("").to_string();
+            match (memory::is_oom(&msg), memory::back_off(micro.min(docs.len()))) {
+                (true, Some(m)) => {
+                    if !s.quiet {
+                        eprintln!(
+                            "{}: iteration {}: out of memory with micro-batches of {} documents; retrying with {m} ({} accumulation steps): {first}",
+                            crate::TOOL,
+                            self.step + 1,
+                            micro.min(docs.len()),
+                            docs.len().div_ceil(m)
+                        );
+                    }
+                    s.micro.set(m);
+                }
+                (true, None) => bail!(
+                    "iteration {}: out of memory even with micro-batches of 1 document ({first}); lower --bs or the checkpoint's --max-len",
+                    self.step + 1
+                ),
+                (false, _) => bail!("iteration {}: {first}", self.step + 1),
+            }
+        };
         self.step += 1;
         self.batch += 1;
         // a non-finite loss is not stepped; the test stops on it

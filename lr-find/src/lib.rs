@@ -182,11 +182,11 @@ enum Prepared {
 }
 
 /// Rows per forward/backward now: a language model's micro-batch (after `--bs auto` and any
-/// out-of-memory back-off), a classifier's batch.
+/// out-of-memory back-off), a classifier's documents (after any back-off).
 fn micro_bs(p: &Prepared) -> usize {
     match p {
         Prepared::Lm(l) => l.setup.micro_bs(),
-        Prepared::Clf(c) => c.setup.bs,
+        Prepared::Clf(c) => c.setup.micro.get(),
     }
 }
 
@@ -375,8 +375,10 @@ fn prepare_clf(
             clip: a.clip,
         },
         bs,
+        micro: std::cell::Cell::new(bs),
         precision,
         device,
+        quiet: a.common.quiet,
     };
     Ok(ClfPrepared {
         setup,

@@ -347,3 +347,34 @@ fn classifier_bad_input_is_one_line_and_exit_2() {
     one_line(&s);
     assert!(s.contains("no such checkpoint"), "{s}");
 }
+
+#[test]
+fn classifier_out_of_memory_backs_off_to_micro_batches() {
+    let f = fixture();
+    // batches of 8 documents; every forward/backward over more than 2 fails as out of memory
+    let o = lr_find(
+        &f.shards,
+        &f.clf,
+        &["--num-it", "10", "--seed", "5", "--simulate-oom-above", "2"],
+    );
+    let out = ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("out of memory with micro-batches of 8 documents; retrying with 4")
+            && stderr.contains("retrying with 2 (4 accumulation steps)"),
+        "{stderr}"
+    );
+    let rep = &records(&out, "lr_find_repeat")[0];
+    assert_eq!(
+        (rep["micro_bs"].as_u64(), rep["iterations"].as_u64()),
+        (Some(2), Some(10))
+    );
+    assert!(curve(&out).iter().all(|p| p.1.is_finite()));
+    // --bs auto probes language models only; a classifier's --bs is documents
+    let s = err(&lr_find(&f.shards, &f.clf, &["--bs", "auto"]), 2);
+    one_line(&s);
+    assert!(
+        s.contains("with --ckpt give --bs as documents per batch"),
+        "{s}"
+    );
+}
