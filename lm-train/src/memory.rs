@@ -212,6 +212,43 @@ pub fn back_off(micro: usize) -> Option<usize> {
     (micro > 1).then_some(micro / 2)
 }
 
+/// How a step run by [`retry_halving`] failed: out of memory even at a micro-batch of 1, or
+/// another error (the first line of each message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepFailure {
+    OutOfMemory(String),
+    Other(String),
+}
+
+/// Runs `step(micro)` until it succeeds: an allocation failure (an error from tch's `f_`
+/// calls, or the panic its other calls turn a C++ exception into) must leave the weights as
+/// they were, and then the micro-batch is halved (`backed_off(old, new, first line)` is told)
+/// and the same step runs again. lm-train, and lr-find for language models and classifiers,
+/// step through it.
+pub fn retry_halving<T>(
+    micro: &mut usize,
+    mut step: impl FnMut(usize) -> Result<T, tch::TchError>,
+    mut backed_off: impl FnMut(usize, usize, &str) -> anyhow::Result<()>,
+) -> anyhow::Result<Result<T, StepFailure>> {
+    loop {
+        let m = *micro;
+        let msg = match crate::runtime::catch_torch_panic(|| step(m)) {
+            Ok(Ok(o)) => return Ok(Ok(o)),
+            Ok(Err(e)) => e.to_string(),
+            Err(p) => p,
+        };
+        let first = msg.lines().next().unwrap_or("").to_string();
+        match (is_oom(&msg), back_off(m)) {
+            (true, Some(smaller)) => {
+                *micro = smaller;
+                backed_off(m, smaller, &first)?;
+            }
+            (true, None) => return Ok(Err(StepFailure::OutOfMemory(first))),
+            (false, _) => return Ok(Err(StepFailure::Other(first))),
+        }
+    }
+}
+
 /// True when a torch error message reports an allocation failure (CUDA's caching allocator,
 /// cuDNN/cuBLAS workspaces, the CPU allocator).
 pub fn is_oom(msg: &str) -> bool {

@@ -18,7 +18,7 @@ use crate::args::{BatchSize, PrecisionArg, TrainArgs};
 use crate::checkpoint::{self, Checkpoint, Resumable, TrainState};
 use crate::config::{CheckpointConfig, ModelConfig, Precision, TrainSettings};
 use crate::data::{geometry, shuffle_seed, LmBatches};
-use crate::memory::{self, decoder_chunk_tokens, human};
+use crate::memory::{self, decoder_chunk_tokens, human, StepFailure};
 use crate::model::{Hidden, LanguageModel};
 use crate::optim::{AdamW, OneCycle};
 use crate::runtime;
@@ -602,12 +602,12 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                 beta: s.beta,
                 clip: s.clip,
             };
-            // An allocation failure anywhere in the step (an error from tch's f_ calls, or
-            // the panic its other calls turn a C++ exception into) leaves the weights as they
-            // were: halve the micro-batch and run the same step again.
-            let o = loop {
-                tch::manual_seed(step_seed(s.seed, step));
-                let r = runtime::catch_torch_panic(|| {
+            // An allocation failure anywhere in the step leaves the weights as they were:
+            // halve the micro-batch and run the same step again.
+            let r = memory::retry_halving(
+                &mut micro,
+                |m| {
+                    tch::manual_seed(step_seed(s.seed, step));
                     train_step_micro(
                         &run.model,
                         &mut run.opt,
@@ -616,42 +616,35 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                         &h,
                         &hp,
                         precision,
-                        micro,
+                        m,
                         scaler.as_mut(),
                     )
-                });
-                let msg = match r {
-                    Ok(Ok(o)) => break o,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(m) => m,
-                };
-                let first = msg.lines().next().unwrap_or("").to_string();
-                match (memory::is_oom(&msg), memory::back_off(micro)) {
-                    (true, Some(m)) => {
-                        note(
-                            quiet,
-                            format!(
-                                "step {}: out of memory with micro-batches of {micro} streams; retrying with {m} ({} accumulation steps): {first}",
-                                step + 1,
-                                memory::accum_steps(s.bs, m)
-                            ),
-                        );
-                        micro = m;
-                        run.state.micro_bs = Some(m);
-                        run.metrics.emit(Event::LmBackoff {
-                            step: step + 1,
-                            micro_bs: m as u64,
-                            accum_steps: memory::accum_steps(s.bs, m) as u64,
-                            error: first,
-                        })?;
-                    }
-                    (true, None) => {
-                        progress.finish();
-                        bail!("step {}: out of memory even with micro-batches of 1 stream ({first}); lower --bptt or use a smaller model", step + 1)
-                    }
-                    (false, _) => {
-                        progress.finish();
-                        bail!("step {}: {first}", step + 1)
+                },
+                |old, m, first| {
+                    note(
+                        quiet,
+                        format!(
+                            "step {}: out of memory with micro-batches of {old} streams; retrying with {m} ({} accumulation steps): {first}",
+                            step + 1,
+                            memory::accum_steps(s.bs, m)
+                        ),
+                    );
+                    run.state.micro_bs = Some(m);
+                    run.metrics.emit(Event::LmBackoff {
+                        step: step + 1,
+                        micro_bs: m as u64,
+                        accum_steps: memory::accum_steps(s.bs, m) as u64,
+                        error: first.to_string(),
+                    })
+                },
+            )?;
+            let o = match r {
+                Ok(o) => o,
+                Err(f) => {
+                    progress.finish();
+                    match f {
+                        StepFailure::OutOfMemory(first) => bail!("step {}: out of memory even with micro-batches of 1 stream ({first}); lower --bptt or use a smaller model", step + 1),
+                        StepFailure::Other(first) => bail!("step {}: {first}", step + 1),
                     }
                 }
             };

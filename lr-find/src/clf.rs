@@ -18,8 +18,7 @@ use clf_train::model::ClfModel;
 use clf_train::optim::ClfOpt;
 use clf_train::train::{loss, StepHyper};
 use lm_train::config::Precision;
-use lm_train::memory;
-use lm_train::runtime;
+use lm_train::memory::{self, StepFailure};
 use lm_train::train::step_seed;
 use shared::shards::Split;
 use tch::Device;
@@ -197,46 +196,36 @@ impl RangeTestModel for ClfRangeTest<'_> {
         };
         // An allocation failure leaves the weights as they were: halve the micro-batch and
         // run the same step again (lm-train's back-off, with gradient accumulation).
-        let out = loop {
-            let micro = s.micro.get();
-            tch::manual_seed(step_seed(self.seed, self.step));
-            let r = runtime::catch_torch_panic(|| {
-                train_step_micro(
-                    &self.model,
-                    &mut self.opt,
-                    &docs,
-                    &y,
-                    s.labels().task,
-                    &hp,
-                    s.precision,
-                    micro,
-                )
-            });
-            let msg = match r {
-                Ok(Ok(o)) => break o,
-                Ok(Err(e)) => e.to_string(),
-                Err(m) => m,
-            };
-            let first = msg.lines().next().unwrap_or("").to_string();
-            match (memory::is_oom(&msg), memory::back_off(micro.min(docs.len()))) {
-                (true, Some(m)) => {
-                    if !s.quiet {
-                        eprintln!(
-                            "{}: iteration {}: out of memory with micro-batches of {} documents; retrying with {m} ({} accumulation steps): {first}",
-                            crate::TOOL,
-                            self.step + 1,
-                            micro.min(docs.len()),
-                            docs.len().div_ceil(m)
-                        );
-                    }
-                    s.micro.set(m);
+        let n = docs.len();
+        let mut micro = s.micro.get().min(n);
+        let (model, opt, step, seed) = (&self.model, &mut self.opt, self.step, self.seed);
+        let task = s.labels().task;
+        let r = memory::retry_halving(
+            &mut micro,
+            |m| {
+                tch::manual_seed(step_seed(seed, step));
+                train_step_micro(model, opt, &docs, &y, task, &hp, s.precision, m)
+            },
+            |old, m, first| {
+                if !s.quiet {
+                    eprintln!(
+                        "{}: iteration {}: out of memory with micro-batches of {old} documents; retrying with {m} ({} accumulation steps): {first}",
+                        crate::TOOL,
+                        step + 1,
+                        n.div_ceil(m)
+                    );
                 }
-                (true, None) => bail!(
-                    "iteration {}: out of memory even with micro-batches of 1 document ({first}); lower --bs or the checkpoint's --max-len",
-                    self.step + 1
-                ),
-                (false, _) => bail!("iteration {}: {first}", self.step + 1),
-            }
+                Ok(())
+            },
+        )?;
+        s.micro.set(micro);
+        let out = match r {
+            Ok(o) => o,
+            Err(StepFailure::OutOfMemory(first)) => bail!(
+                "iteration {}: out of memory even with micro-batches of 1 document ({first}); lower --bs or the checkpoint's --max-len",
+                step + 1
+            ),
+            Err(StepFailure::Other(first)) => bail!("iteration {}: {first}", step + 1),
         };
         self.step += 1;
         self.batch += 1;

@@ -13,10 +13,9 @@ use anyhow::{bail, Result};
 use lm_train::checkpoint::Checkpoint;
 use lm_train::config::{ModelConfig, Precision};
 use lm_train::data::{shuffle_seed, LmBatches};
-use lm_train::memory;
+use lm_train::memory::{self, StepFailure};
 use lm_train::model::{Hidden, LanguageModel};
 use lm_train::optim::AdamW;
-use lm_train::runtime;
 use lm_train::train::{auto_micro_bs, evaluate, step_seed, train_step_micro, StepHyper};
 use shared::shards::Split;
 use tch::Device;
@@ -198,46 +197,34 @@ impl RangeTestModel for LmRangeTest<'_> {
         };
         // An allocation failure leaves the weights as they were: halve the micro-batch and
         // run the same step again (lm-train's back-off).
-        let out = loop {
-            let micro = s.micro_bs();
-            tch::manual_seed(step_seed(self.seed, self.step));
-            let r = runtime::catch_torch_panic(|| {
-                train_step_micro(
-                    &self.model,
-                    &mut self.opt,
-                    &x,
-                    &y,
-                    &h,
-                    &hp,
-                    s.precision,
-                    micro,
-                    None,
-                )
-            });
-            let msg = match r {
-                Ok(Ok(o)) => break o,
-                Ok(Err(e)) => e.to_string(),
-                Err(m) => m,
-            };
-            let first = msg.lines().next().unwrap_or("").to_string();
-            match (memory::is_oom(&msg), memory::back_off(micro)) {
-                (true, Some(m)) => {
-                    if !s.quiet {
-                        eprintln!(
-                            "{}: iteration {}: out of memory with micro-batches of {micro} streams; retrying with {m} ({} accumulation steps): {first}",
-                            crate::TOOL,
-                            self.step + 1,
-                            memory::accum_steps(s.bs, m)
-                        );
-                    }
-                    s.micro.set(Some(m));
+        let mut micro = s.micro_bs();
+        let (model, opt, step, seed) = (&self.model, &mut self.opt, self.step, self.seed);
+        let r = memory::retry_halving(
+            &mut micro,
+            |m| {
+                tch::manual_seed(step_seed(seed, step));
+                train_step_micro(model, opt, &x, &y, &h, &hp, s.precision, m, None)
+            },
+            |old, m, first| {
+                if !s.quiet {
+                    eprintln!(
+                        "{}: iteration {}: out of memory with micro-batches of {old} streams; retrying with {m} ({} accumulation steps): {first}",
+                        crate::TOOL,
+                        step + 1,
+                        memory::accum_steps(s.bs, m)
+                    );
                 }
-                (true, None) => bail!(
-                    "iteration {}: out of memory even with micro-batches of 1 stream ({first}); lower --bptt or use a smaller model",
-                    self.step + 1
-                ),
-                (false, _) => bail!("iteration {}: {first}", self.step + 1),
-            }
+                Ok(())
+            },
+        )?;
+        s.micro.set(Some(micro));
+        let out = match r {
+            Ok(o) => o,
+            Err(StepFailure::OutOfMemory(first)) => bail!(
+                "iteration {}: out of memory even with micro-batches of 1 stream ({first}); lower --bptt or use a smaller model",
+                step + 1
+            ),
+            Err(StepFailure::Other(first)) => bail!("iteration {}: {first}", step + 1),
         };
         self.hidden = Some(out.hidden);
         self.step += 1;
