@@ -603,7 +603,7 @@ pub fn write_state_dict(
 
 /// A zip of stored records, each 64-byte aligned as torch's writer does (padding in an extra
 /// field `FB`), with zip64 records when offsets pass 4 GiB.
-fn write_zip(out: &mut impl Write, records: &[(String, &[u8])]) -> io::Result<()> {
+pub fn write_zip(out: &mut impl Write, records: &[(String, &[u8])]) -> io::Result<()> {
     const ALIGN: u64 = 64;
     let mut pos: u64 = 0;
     let mut central = Vec::new();
