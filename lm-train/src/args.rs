@@ -12,6 +12,8 @@ Examples:
   lm-train shards/ -o lm1/ --init lm0/ --epochs 10 --lr 2e-3 --drop-mult 0.3
   lm-train shards/ -o lm1/ --resume                        # continue an interrupted run
   lm-train generate --ckpt lm1/ --prompt \"I liked this movie because\" --n-words 40
+  lm-train import-fastai --weights lstm_fwd.pth --vocab itos_wt103.pkl -o wt103/
+  lm-train export-fastai --ckpt lm1/ -o lm1.pth --vocab-out lm1_itos.pkl
 
 Checkpoint (-o DIR, replaced atomically at every epoch end, every --save-every steps, on
 Ctrl-C and at the end): config.json, vocab.json, model.safetensors (fastai tensor names),

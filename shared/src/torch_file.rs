@@ -338,6 +338,8 @@ fn materialize<'a>(
 /// The stored (uncompressed) records of a zip archive, from its central directory.
 struct ZipArchive<'a> {
     records: Vec<(String, &'a [u8])>,
+    /// name → index in `records` (the first record of a name)
+    index: std::collections::HashMap<String, usize>,
 }
 
 fn rd16(b: &[u8], at: usize) -> Option<u16> {
@@ -454,14 +456,15 @@ impl<'a> ZipArchive<'a> {
             }
             records.push((name, data));
         }
-        Ok(ZipArchive { records })
+        let mut index = std::collections::HashMap::with_capacity(records.len());
+        for (i, (name, _)) in records.iter().enumerate() {
+            index.entry(name.clone()).or_insert(i);
+        }
+        Ok(ZipArchive { records, index })
     }
 
     fn get(&self, name: &str) -> Option<&'a [u8]> {
-        self.records
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|&(_, d)| d)
+        self.index.get(name).map(|&i| self.records[i].1)
     }
 
     /// `PREFIX/data.pkl` (torch names the top folder after the file).
