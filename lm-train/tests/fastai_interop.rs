@@ -255,6 +255,66 @@ fn v1_special_token_order_and_missing_tokens_are_matched_by_string() {
 }
 
 #[test]
+fn a_fastai_v1_legacy_file_written_by_torch_gives_fastais_logits() {
+    // tests/fixtures/fastai (see its README): written by torch 2.11 / fastai 2.8, no Python here
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fastai");
+    let t = tempfile::tempdir().unwrap();
+    let ck_dir = t.path().join("ck");
+    let (w, v) = (fx.join("tiny_v1_legacy.pth"), fx.join("itos_v1.pkl"));
+    let o = lm(&[
+        "import-fastai",
+        "--weights",
+        p(&w),
+        "--vocab",
+        p(&v),
+        "-o",
+        p(&ck_dir),
+    ]);
+    ok(&o);
+    let note = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        note.contains("legacy format") && note.contains("4 rows moved"),
+        "{note}"
+    );
+    assert!(
+        note.contains("2 fastai v1 copies of weight_hh_l0 dropped"),
+        "{note}"
+    );
+    let ck = Checkpoint::read(&ck_dir).unwrap();
+    let c = &ck.config.model;
+    assert_eq!(
+        (c.vocab_size, c.emb_sz, c.n_hid, c.n_layers),
+        (16, 8, 12, 2)
+    );
+    assert!(c.tie_weights && c.out_bias);
+    assert_eq!(&ck.vocab.itos()[..9], &SPECIAL_TOKENS.map(String::from));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.join("logits.json")).unwrap()).unwrap();
+    let file_itos = shared::pickle::load_string_list(&std::fs::read(&v).unwrap()).unwrap();
+    let ids: Vec<Vec<i64>> = serde_json::from_value(r["ids"].clone()).unwrap();
+    let our_ids: Vec<Vec<i64>> = ids
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|&i| ck.vocab.get(&file_itos[i as usize]).unwrap() as i64)
+                .collect()
+        })
+        .collect();
+    let col: Vec<usize> = ck
+        .vocab
+        .itos()
+        .iter()
+        .map(|t| file_itos.iter().position(|f| f == t).unwrap())
+        .collect();
+    let diff = max_diff(
+        &logits(&load(&ck), &our_ids),
+        &as_logits(&r["logits"]),
+        &col,
+    );
+    assert!(diff < 1e-5, "logits differ from fastai's by {diff}");
+}
+
+#[test]
 fn hostile_and_broken_files_are_refused_with_one_line() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
