@@ -26,6 +26,10 @@ use std::collections::HashMap;
 
 /// Deepest `MARK` nesting accepted (a state dict needs 3).
 pub const MAX_MARK_DEPTH: usize = 1000;
+/// Longest storage key, location or persistent-id tag accepted, in bytes.
+pub const MAX_NAME: usize = 256;
+/// Most tensor dimensions accepted (torch's own limit is 64).
+pub const MAX_DIMS: usize = 64;
 
 /// What went wrong in a pickle. Callers prefix the file name.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -111,8 +115,6 @@ pub enum Global {
     Storage(Dtype),
     /// `torch.float32` etc.
     TorchDtype(Dtype),
-    /// `_codecs.encode(str, 'latin1')`: how protocol 2 pickles `bytes`.
-    CodecsEncode,
     /// `fastcore.foundation.L` (fastai's list), kept as an opaque object with its state.
     FastcoreL,
 }
@@ -161,7 +163,6 @@ impl Global {
                 .map(Global::Storage)
                 .or_else(|| dtype(n).map(Global::TorchDtype)),
             ("torch.storage", "UntypedStorage") => Some(Global::Storage(Dtype::U8)),
-            ("_codecs", "encode") => Some(Global::CodecsEncode),
             ("fastcore.foundation", "L") => Some(Global::FastcoreL),
             _ => None,
         }
@@ -493,17 +494,33 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn tuple_of(&self, id: Id) -> Option<Vec<Id>> {
+    /// The items of a tuple of at most `max` items (longer tuples are refused before they
+    /// are copied: a hostile pickle could otherwise copy one huge tuple at every REDUCE).
+    fn tuple_of(&self, at: usize, id: Id, max: usize, what: &str) -> Result<Vec<Id>> {
         match &self.nodes[id] {
-            Value::Tuple(v) => Some(v.clone()),
+            Value::Tuple(v) if v.len() <= max => Ok(v.clone()),
+            Value::Tuple(v) => Err(PickleError::invalid(
+                at,
+                format!("{what} has {} items (at most {max} expected)", v.len()),
+            )),
+            other => Err(PickleError::invalid(
+                at,
+                format!("{what} is a {}, not a tuple", kind(other)),
+            )),
+        }
+    }
+
+    /// A string of at most [`MAX_NAME`] bytes (storage keys, locations, tags).
+    fn name_of(&self, id: Id) -> Option<String> {
+        match &self.nodes[id] {
+            Value::Str(s) if s.len() <= MAX_NAME => Some(s.clone()),
+            Value::Bytes(b) if b.len() <= MAX_NAME => String::from_utf8(b.clone()).ok(),
             _ => None,
         }
     }
 
     fn u64_tuple(&self, at: usize, id: Id, what: &str) -> Result<Vec<u64>> {
-        let items = self
-            .tuple_of(id)
-            .ok_or_else(|| PickleError::invalid(at, format!("tensor {what} is not a tuple")))?;
+        let items = self.tuple_of(at, id, MAX_DIMS, &format!("tensor {what}"))?;
         items
             .iter()
             .map(|&i| match self.int_of(i) {
@@ -548,9 +565,7 @@ impl<'a> Parser<'a> {
                 ),
             ));
         };
-        let args = self
-            .tuple_of(args)
-            .ok_or_else(|| PickleError::invalid(at, "REDUCE arguments are not a tuple"))?;
+        let args = self.tuple_of(at, args, 7, "REDUCE arguments")?;
         match g {
             Global::OrderedDict => {
                 if !args.is_empty() {
@@ -612,29 +627,6 @@ impl<'a> Parser<'a> {
                 }
                 self.stack.push(args[0]);
             }
-            Global::CodecsEncode => {
-                let (Some(s), Some(enc)) = (
-                    args.first().and_then(|&i| self.str_of(i)),
-                    args.get(1).and_then(|&i| self.str_of(i)),
-                ) else {
-                    return Err(PickleError::invalid(
-                        at,
-                        "_codecs.encode needs (str, encoding)",
-                    ));
-                };
-                if args.len() != 2 || enc != "latin1" {
-                    return Err(PickleError::invalid(
-                        at,
-                        format!("_codecs.encode with encoding {enc:?} (only latin1)"),
-                    ));
-                }
-                let bytes: Option<Vec<u8>> =
-                    s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
-                let bytes = bytes.ok_or_else(|| {
-                    PickleError::invalid(at, "_codecs.encode: character outside latin1")
-                })?;
-                self.push(Value::Bytes(bytes));
-            }
             Global::FastcoreL => self.push(Value::Object {
                 class: g,
                 state: None,
@@ -651,10 +643,8 @@ impl<'a> Parser<'a> {
 
     /// `BINPERSID`: torch's `('storage', storage_type, key, location, numel[, view])`.
     fn persistent(&mut self, at: usize, pid: Id) -> Result<()> {
-        let t = self
-            .tuple_of(pid)
-            .ok_or_else(|| PickleError::invalid(at, "persistent id is not a tuple"))?;
-        let tag = t.first().and_then(|&i| self.str_of(i));
+        let t = self.tuple_of(at, pid, 6, "persistent id")?;
+        let tag = t.first().and_then(|&i| self.name_of(i));
         match tag.as_deref() {
             Some("storage") => {}
             Some("module") => {
@@ -676,12 +666,12 @@ impl<'a> Parser<'a> {
                 "storage persistent id without a storage type",
             ));
         };
-        let key = self
-            .str_of(t[2])
-            .ok_or_else(|| PickleError::invalid(at, "storage key is not a string"))?;
-        let location = self
-            .str_of(t[3])
-            .ok_or_else(|| PickleError::invalid(at, "storage location is not a string"))?;
+        let key = self.name_of(t[2]).ok_or_else(|| {
+            PickleError::invalid(at, "storage key is not a string of at most 256 bytes")
+        })?;
+        let location = self.name_of(t[3]).ok_or_else(|| {
+            PickleError::invalid(at, "storage location is not a string of at most 256 bytes")
+        })?;
         let numel = match self.int_of(t[4]) {
             Some(n) if n >= 0 => n as u64,
             _ => {
@@ -694,9 +684,9 @@ impl<'a> Parser<'a> {
         let view = match t.get(5).map(|&i| &self.nodes[i]) {
             None | Some(Value::None) => None,
             Some(Value::Tuple(v)) if v.len() == 3 => {
-                let view_key = self
-                    .str_of(v[0])
-                    .ok_or_else(|| PickleError::invalid(at, "storage view key is not a string"))?;
+                let view_key = self.name_of(v[0]).ok_or_else(|| {
+                    PickleError::invalid(at, "storage view key is not a short string")
+                })?;
                 match (self.int_of(v[1]), self.int_of(v[2])) {
                     (Some(o), Some(n)) if o >= 0 && n >= 0 => Some(StorageView {
                         view_key,
@@ -969,7 +959,7 @@ impl<'a> Parser<'a> {
                     }
                     let args = self.pop(at)?;
                     let cls = self.pop(at)?;
-                    if self.tuple_of(args).is_none() {
+                    if !matches!(self.nodes[args], Value::Tuple(_)) {
                         return Err(PickleError::invalid(at, "NEWOBJ arguments are not a tuple"));
                     }
                     match self.nodes[cls] {
@@ -1419,6 +1409,49 @@ mod tests {
         assert_eq!(outer.len(), 2);
         assert_eq!(p.get(outer[0]), &Value::List(vec![p.nodes.len() - 1]));
         assert_eq!(outer[0], outer[1]);
+    }
+
+    #[test]
+    fn repeated_references_to_big_values_are_not_copied() {
+        // a 100k-item tuple, then REDUCE(OrderedDict, that tuple) via BINGET: refused at once
+        let mut b = vec![0x80, 2, b'('];
+        b.resize(b.len() + 100_000, b'N');
+        b.extend_from_slice(b"tq\x00ccollections\nOrderedDict\nh\x00R.");
+        let e = parse(&b).unwrap_err().to_string();
+        assert!(e.contains("at most 7"), "{e}");
+        // a 100k-dimension size tuple
+        let mut w = Writer::new();
+        w.global("torch._utils", "_rebuild_tensor_v2").mark();
+        w.mark()
+            .str("storage")
+            .global("torch", "FloatStorage")
+            .str("0")
+            .str("cpu")
+            .int(1)
+            .tuple()
+            .persid();
+        w.int(0)
+            .tuple_of_ints(&vec![1; 100_000])
+            .tuple_of_ints(&[1])
+            .bool(false)
+            .none()
+            .tuple()
+            .reduce();
+        let e = parse(&w.finish()).unwrap_err().to_string();
+        assert!(e.contains("tensor size has 100000 items"), "{e}");
+        // a storage key of 1 MB
+        let mut w = Writer::new();
+        let key = "k".repeat(1 << 20);
+        w.mark()
+            .str("storage")
+            .global("torch", "FloatStorage")
+            .str(&key)
+            .str("cpu")
+            .int(1)
+            .tuple()
+            .persid();
+        let e = parse(&w.finish()).unwrap_err().to_string();
+        assert!(e.contains("storage key"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,8 @@ use crate::pickle::{self, Dtype, Pickle, PickleError, Result, TensorRef, Value, 
 /// torch's legacy `MAGIC_NUMBER`, as the little-endian bytes of its `LONG1`.
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 const LEGACY_PROTOCOL: i64 = 1001;
+/// Most bytes of tensor data read per byte of file (see [`read_state_dict`]).
+pub const MAX_EXPANSION: u64 = 8;
 
 /// A tensor's elements, contiguous (row-major), little-endian.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +85,7 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<StateDict> {
             zip.get(&format!("{prefix}/data/{key}"))
                 .ok_or_else(|| content(format!("storage record data/{key} is missing")))
         };
-        collect(&p, Container::Zip, storage)
+        collect(&p, Container::Zip, bytes.len(), storage)
     } else if bytes.len() > 262 && &bytes[257..262] == b"ustar" {
         Err(content(
             "a tar-format torch file (torch < 0.4) is not supported; re-save it with a newer torch",
@@ -186,7 +188,7 @@ fn read_legacy(bytes: &[u8]) -> Result<StateDict> {
             bytes.len() - pos
         )));
     }
-    collect(&main, Container::Legacy, |key| {
+    collect(&main, Container::Legacy, bytes.len(), |key| {
         storages
             .get(key)
             .copied()
@@ -195,9 +197,14 @@ fn read_legacy(bytes: &[u8]) -> Result<StateDict> {
 }
 
 /// Finds the state dict in `p` and materializes its tensors.
+///
+/// Tensors may share a storage (tied weights: three names, one storage), so their copies may
+/// add up to more than the file; more than [`MAX_EXPANSION`] times the file is refused, so a
+/// small hostile file cannot name one large storage a million times.
 fn collect<'a>(
     p: &Pickle,
     container: Container,
+    file_len: usize,
     storage: impl Fn(&str) -> Result<&'a [u8]>,
 ) -> Result<StateDict> {
     let Some(entries) = p.dict_entries(p.root) else {
@@ -216,6 +223,8 @@ fn collect<'a>(
         ),
         _ => (entries, None),
     };
+    let budget = (file_len as u64).saturating_mul(MAX_EXPANSION);
+    let mut total = 0u64;
     let mut tensors = Vec::with_capacity(dict.len());
     for (k, v) in dict {
         let Some(name) = p.as_str(k) else {
@@ -231,6 +240,12 @@ fn collect<'a>(
             )));
         };
         let t = materialize(t, &storage).map_err(|e| content(format!("tensor {name}: {e}")))?;
+        total += t.data.len() as u64;
+        if total > budget {
+            return Err(content(format!(
+                "the tensors view more than {MAX_EXPANSION} times the file's size (the same storage named over and over); refusing"
+            )));
+        }
         tensors.push((name.to_string(), t));
     }
     Ok(StateDict {
@@ -884,6 +899,30 @@ mod tests {
         let mut long = b.clone();
         long.push(0);
         assert!(read_state_dict(&long).is_err());
+    }
+
+    #[test]
+    fn one_storage_named_many_times_is_capped() {
+        // 3 names on one storage (tied weights) is fine; 1000 names on a 4 KB storage is not
+        let data = vec![0u8; 4096];
+        for (n, ok) in [(3usize, true), (1000, false)] {
+            let names: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+            let entries: Vec<TensorEntry> = names
+                .iter()
+                .map(|name| TensorEntry {
+                    name,
+                    storage: 0,
+                    shape: vec![1024],
+                })
+                .collect();
+            let mut out = Vec::new();
+            write_state_dict(&mut out, "m", &entries, &[(Dtype::F32, &data)]).unwrap();
+            let r = read_state_dict(&out);
+            assert_eq!(r.is_ok(), ok, "{n} names");
+            if !ok {
+                assert!(r.unwrap_err().to_string().contains("times the file's size"));
+            }
+        }
     }
 
     #[test]
