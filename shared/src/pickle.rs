@@ -17,8 +17,13 @@
 //! every reference) and costs nothing: the arena and stack grow at most by one entry per input
 //! byte. Lengths are checked against the bytes left before anything is allocated, the memo is
 //! a map (a `LONG_BINPUT 4294967295` allocates nothing), `MARK` nesting is capped at
-//! [`MAX_MARK_DEPTH`], and nothing here recurses over the values, so hostile input fails with
-//! an error, never a crash, a stack overflow or a huge allocation.
+//! [`MAX_MARK_DEPTH`], tuples that `REDUCE` and persistent ids read are refused above a few
+//! items before they are copied (and tensor dimensions above [`MAX_DIMS`], storage keys above
+//! [`MAX_NAME`] bytes), and nothing here recurses over the values, so hostile input fails with
+//! an error, never a crash, a stack overflow, a huge allocation or quadratic time.
+//!
+//! Entry points that take bytes (for fuzzing too): [`parse`], [`parse_prefix`],
+//! [`load_string_list`], and [`crate::torch_file::read_state_dict`] for whole `.pth` files.
 //!
 //! [`Writer`] emits protocol-2 pickles (what `torch.save` writes), for exporting.
 
@@ -1452,6 +1457,42 @@ mod tests {
             .persid();
         let e = parse(&w.finish()).unwrap_err().to_string();
         assert!(e.contains("storage key"), "{e}");
+    }
+
+    /// Random byte changes, insertions and cuts of real pickles: errors, never panics.
+    #[test]
+    fn mutated_pickles_never_panic() {
+        let n: usize = std::env::var("PICKLE_MUTATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        let seeds = [tensor_pickle(), LIST_P4.to_vec(), LIST_P2.to_vec()];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut errors = 0;
+        for i in 0..n {
+            let mut b = seeds[i % seeds.len()].clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % b.len().max(1);
+                match next() % 4 {
+                    0 => b[at] = next() as u8,
+                    1 => b.insert(at, next() as u8),
+                    2 => b.truncate(at),
+                    _ => b[at] ^= 1 << (next() % 8),
+                }
+                if b.is_empty() {
+                    break;
+                }
+            }
+            errors += usize::from(parse(&b).is_err());
+            let _ = load_string_list(&b);
+        }
+        assert!(errors > n / 2, "{errors} of {n} mutations failed to parse");
     }
 
     #[test]

@@ -853,10 +853,9 @@ mod tests {
         assert!(materialize(&t4, &|_| Ok(&storage[..])).is_err());
     }
 
-    #[test]
-    fn legacy_container() {
-        // torch.save(OrderedDict(w=torch.arange(3.)), f, _use_new_zipfile_serialization=False)
-        // built by hand: magic, protocol, sys_info, object, keys, storages
+    /// `torch.save(OrderedDict(w=torch.arange(3.)), f, _use_new_zipfile_serialization=False)`,
+    /// built by hand: magic, protocol, sys_info, object, keys, storages.
+    fn legacy_sample() -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.");
         b.extend_from_slice(b"\x80\x02M\xe9\x03.");
@@ -889,6 +888,12 @@ mod tests {
         b.extend_from_slice(&pickle::dump_string_list(&["94123"]));
         b.extend_from_slice(&3i64.to_le_bytes());
         b.extend_from_slice(&f32_bytes(&[0.0, 1.0, 2.0]));
+        b
+    }
+
+    #[test]
+    fn legacy_container() {
+        let b = legacy_sample();
         let sd = read_state_dict(&b).unwrap();
         assert_eq!(sd.container, Container::Legacy);
         assert_eq!(sd.tensors[0].0, "w");
@@ -923,6 +928,37 @@ mod tests {
                 assert!(r.unwrap_err().to_string().contains("times the file's size"));
             }
         }
+    }
+
+    /// Random byte changes and cuts of a whole zip file: errors, never panics.
+    #[test]
+    fn mutated_files_never_panic() {
+        let n: usize = std::env::var("PICKLE_MUTATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5_000);
+        let seeds = [sample(), legacy_sample()];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut errors = 0;
+        for i in 0..n {
+            let mut b = seeds[i % 2].clone();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() as usize) % b.len();
+                match next() % 3 {
+                    0 => b[at] = next() as u8,
+                    1 => b.truncate(at.max(1)),
+                    _ => b[at] ^= 1 << (next() % 8),
+                }
+            }
+            errors += usize::from(read_state_dict(&b).is_err());
+        }
+        assert!(errors > n / 2, "{errors} of {n} mutations were read");
     }
 
     #[test]
