@@ -331,6 +331,8 @@ pub fn import_files(weights: &Path, vocab: &Path, drop_mult: f64) -> Result<Impo
 /// The bytes of a checkpoint's weights as a fastai `state_dict` in torch's zip format.
 pub fn export_checkpoint(ck: &Checkpoint, out: &mut impl Write, archive: &str) -> Result<()> {
     let m = &ck.config.model;
+    // every tensor present with the shape config.json implies, nothing else
+    ck.load_into(&LanguageModel::new(m, Device::Cpu))?;
     let mp = ck.dir.join(checkpoint::MODEL_FILE);
     let get = |name: &str| -> Result<Vec<u8>> {
         let t = ck

@@ -315,6 +315,76 @@ fn a_fastai_v1_legacy_file_written_by_torch_gives_fastais_logits() {
 }
 
 #[test]
+fn half_precision_files_are_read_as_fp32() {
+    // our export rewritten with fp16 storages (a model fastai trained with to_fp16 and saved)
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let src = our_checkpoint(&d.join("src"), true, true, 5);
+    let (pth, pkl) = (d.join("m.pth"), d.join("itos.pkl"));
+    ok(&lm(&[
+        "export-fastai",
+        "--ckpt",
+        p(&src.dir),
+        "-o",
+        p(&pth),
+        "--vocab-out",
+        p(&pkl),
+        "-q",
+    ]));
+    let sd = shared::torch_file::read_state_dict(&std::fs::read(&pth).unwrap()).unwrap();
+    let halves: Vec<Vec<u8>> = sd
+        .tensors
+        .iter()
+        .map(|(_, r)| {
+            let n = r.numel();
+            let h = Tensor::from_data_size(&r.data, &[n as i64], Kind::Float).to_kind(Kind::Half);
+            let mut buf = vec![0u8; 2 * n];
+            h.copy_data_u8(&mut buf, n);
+            buf
+        })
+        .collect();
+    let storages: Vec<(shared::pickle::Dtype, &[u8])> = halves
+        .iter()
+        .map(|b| (shared::pickle::Dtype::F16, b.as_slice()))
+        .collect();
+    let entries: Vec<shared::torch_file::TensorEntry> = sd
+        .tensors
+        .iter()
+        .enumerate()
+        .map(|(i, (n, r))| shared::torch_file::TensorEntry {
+            name: n,
+            storage: i,
+            shape: r.shape.clone(),
+        })
+        .collect();
+    let h_pth = d.join("half.pth");
+    let mut f = std::fs::File::create(&h_pth).unwrap();
+    shared::torch_file::write_state_dict(&mut f, "half", &entries, &storages).unwrap();
+    drop(f);
+    let ck = d.join("ck");
+    ok(&lm(&[
+        "import-fastai",
+        "--weights",
+        p(&h_pth),
+        "--vocab",
+        p(&pkl),
+        "-o",
+        p(&ck),
+        "-q",
+    ]));
+    let c = Checkpoint::read(&ck).unwrap();
+    assert!(
+        c.config.model.tie_weights,
+        "equal fp16 copies are still tied"
+    );
+    for (n, t) in &src.tensors {
+        let want = t.to_kind(Kind::Half).to_kind(Kind::Float);
+        assert!(tensor_eq(&c.tensors[n], &want), "{n}");
+        assert_eq!(c.tensors[n].kind(), Kind::Float);
+    }
+}
+
+#[test]
 fn hostile_and_broken_files_are_refused_with_one_line() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
@@ -484,6 +554,32 @@ fn hostile_and_broken_files_are_refused_with_one_line() {
             .count(),
         0
     );
+    // a checkpoint whose config.json does not match its weights is not exported
+    let bad = d.join("bad_ck");
+    std::fs::create_dir(&bad).unwrap();
+    for f in ["model.safetensors", "vocab.json"] {
+        std::fs::copy(src.dir.join(f), bad.join(f)).unwrap();
+    }
+    let cfg = std::fs::read_to_string(src.dir.join("config.json")).unwrap();
+    assert!(cfg.contains("\"n_hid\": 24"));
+    std::fs::write(
+        bad.join("config.json"),
+        cfg.replace("\"n_hid\": 24", "\"n_hid\": 32"),
+    )
+    .unwrap();
+    let bad_out = d.join("bad.pth");
+    let e = err2(&lm(&[
+        "export-fastai",
+        "--ckpt",
+        p(&bad),
+        "-o",
+        p(&bad_out),
+    ]));
+    assert!(
+        e.contains("model.safetensors") && e.contains("shape"),
+        "{e}"
+    );
+    assert!(!bad_out.exists());
     // outputs are not replaced without --force
     let e = err2(&lm(&[
         "export-fastai",
