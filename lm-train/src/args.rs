@@ -12,6 +12,8 @@ Examples:
   lm-train shards/ -o lm1/ --init lm0/ --epochs 10 --lr 2e-3 --drop-mult 0.3
   lm-train shards/ -o lm1/ --resume                        # continue an interrupted run
   lm-train generate --ckpt lm1/ --prompt \"I liked this movie because\" --n-words 40
+  lm-train import-fastai --weights lstm_fwd.pth --vocab itos_wt103.pkl -o wt103/
+  lm-train export-fastai --ckpt lm1/ -o lm1.pth --vocab-out lm1_itos.pkl
 
 Checkpoint (-o DIR, replaced atomically at every epoch end, every --save-every steps, on
 Ctrl-C and at the end): config.json, vocab.json, model.safetensors (fastai tensor names),
@@ -46,6 +48,13 @@ pub struct Args {
 pub enum Command {
     /// Generate text from a checkpoint, like fastai's `LMLearner.predict`.
     Generate(GenerateArgs),
+    /// Import a fastai AWD-LSTM language model (weights .pth and vocab itos .pkl, e.g.
+    /// WikiText-103's lstm_fwd.pth + itos_wt103.pkl) as a checkpoint directory. Pickles are
+    /// parsed without executing anything.
+    ImportFastai(ImportFastaiArgs),
+    /// Export a checkpoint as a PyTorch state dict (.pth) that fastai's AWD_LSTM +
+    /// LinearDecoder load, and optionally its vocab as an itos pickle.
+    ExportFastai(ExportFastaiArgs),
     /// Time a large matmul with libtorch (fp32 and bf16) and print GFLOP/s as JSON: the peak
     /// that benches/lm.sh relates training FLOP/s to.
     #[command(hide = true)]
@@ -311,4 +320,58 @@ pub struct GenerateArgs {
     /// auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Example:
+  lm-train import-fastai --weights lstm_fwd.pth --vocab itos_wt103.pkl -o wt103/
+  lm-train shards/ -o lm0/ --init wt103/ --remap-vocab --freeze --epochs 1 --lr 2e-2")]
+pub struct ImportFastaiArgs {
+    /// fastai weights: torch.save(model.state_dict()) or learn.save(...) output (.pth, zip or
+    /// legacy format).
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// fastai vocab: a pickled list of tokens (itos_*.pkl), v1 or v2 special-token order.
+    #[arg(long, value_name = "FILE")]
+    pub vocab: PathBuf,
+    /// Checkpoint directory to create (written atomically).
+    #[arg(
+        short = 'o',
+        long = "out",
+        visible_alias = "output",
+        value_name = "DIR"
+    )]
+    pub output: PathBuf,
+    /// Replace the output directory if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Dropouts of the checkpoint's config: fastai's awd_lstm_lm_config times this (training
+    /// with --init sets its own).
+    #[arg(long, default_value_t = 1.0)]
+    pub drop_mult: f64,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Example:
+  lm-train export-fastai --ckpt lm1/ -o lm1.pth --vocab-out lm1_itos.pkl
+  # python: learn.load_pretrained('lm1.pth', 'lm1_itos.pkl'), or
+  #         model.load_state_dict(torch.load('lm1.pth'))")]
+pub struct ExportFastaiArgs {
+    /// Checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    pub ckpt: PathBuf,
+    /// State dict file to write (torch zip format, loads with torch.load(weights_only=True)).
+    #[arg(
+        short = 'o',
+        long = "out",
+        visible_alias = "output",
+        value_name = "FILE"
+    )]
+    pub output: PathBuf,
+    /// Also write the vocab as a pickled list of tokens (fastai's itos file).
+    #[arg(long, value_name = "FILE")]
+    pub vocab_out: Option<PathBuf>,
+    /// Replace output files that exist.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -3,12 +3,13 @@
 //! The pieces a classifier reuses are public modules: [`model`] (AWD-LSTM encoder under
 //! fastai's names), [`optim`] (fastai's AdamW with per-group learning rates, one-cycle),
 //! [`checkpoint`] (reading/writing checkpoint directories, vocab remapping), [`data`] (LM batch
-//! layout over mmap'd splits).
+//! layout over mmap'd splits), [`fastai`] (import and export of fastai's AWD-LSTM files).
 
 pub mod args;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod fastai;
 pub mod generate;
 pub mod memory;
 pub mod model;
@@ -38,6 +39,8 @@ where
 pub fn run(args: Args) -> Result<i32> {
     match args.command {
         Some(Command::Generate(g)) => generate::run(g, &args.common),
+        Some(Command::ImportFastai(a)) => fastai::run_import(a, &args.common),
+        Some(Command::ExportFastai(a)) => fastai::run_export(a, &args.common),
         Some(Command::BenchMatmul(b)) => bench_matmul(b),
         None => train::run(args.train, &args.common),
     }

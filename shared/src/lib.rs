@@ -26,9 +26,11 @@ pub mod error;
 pub mod input;
 pub mod metrics;
 pub mod plot;
+pub mod pickle;
 pub mod progress;
 pub mod shards;
 pub mod tokmap;
+pub mod torch_file;
 pub mod stream;
 pub mod vocab;
 
