@@ -19,7 +19,8 @@
 //!    u/v and i/j as modern editions print them: initial `v` before a consonant is `u`
 //!    (`vp` → `up`, `vnto` → `unto`), `u` between vowels, or after a vowel + `l`/`r`, is `v`
 //!    (`euery` → `every`, `haue` → `have`, `seruice` → `service`), initial `i`/`I` before a
-//!    vowel is `j`/`J` (`Iohn` → `John`, `ioye` → `joye`) and `Ih` is `Jh` (`Ihesu` → `Jhesu`).
+//!    vowel is `j`/`J` (`Iohn` → `John`, `ioye` → `joye`) and `Ih` is `Jh` (`Ihesu` → `Jhesu`);
+//!    roman numerals between points (`.vj.`, `.iij.`) are left as written.
 //! 5. Line structure: each line break becomes the token [`EOL`] (`xxeol`), so verse lines
 //!    survive tokenization (trailing blank lines of a document are dropped).
 //!
@@ -196,7 +197,13 @@ fn words(line: &str, out: &mut String) {
         rest = &rest[start..];
         let end = rest.find(|c: char| !c.is_alphabetic()).unwrap_or(rest.len());
         if end > 0 {
-            word(&rest[..end], out);
+            let w = &rest[..end];
+            // A roman numeral written between points (`.vj.`, `.iij.`) is left alone.
+            if out.ends_with('.') && w.chars().all(|c| "ivxlcdmj".contains(c)) {
+                out.push_str(w);
+            } else {
+                word(w, out);
+            }
         }
         rest = &rest[end..];
     }
@@ -289,6 +296,7 @@ mod tests {
             ("Iohn Iob ioye Ihesu Iuge It Inne Ire I", "John Job joye Jhesu Juge It Inne Ire I"),
             ("shoures Caunterbury queene crueel vertuous", "shoures Caunterbury queene crueel vertuous"),
             ("trouthe youre", "trouthe youre"),
+            ("in .vj. thynges .iij. condicions", "in .vj. thynges .iij. condicions"),
         ];
         for (a, b) in cases {
             assert_eq!(normalize(a), b, "{a:?}");

@@ -187,7 +187,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(lang: Lang, subword: Option<Subword>) -> Self {
-        Pipeline { tok: fastai::Tokenizer::new(), lang, subword }
+        let tok = match lang {
+            Lang::En => fastai::Tokenizer::new(),
+            Lang::Enm => fastai::Tokenizer::middle_english(),
+        };
+        Pipeline { tok, lang, subword }
     }
 
     /// The special tokens a subword model trained for `lang` keeps whole: fastai's, plus
