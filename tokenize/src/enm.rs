@@ -103,7 +103,9 @@ fn letters(line: &str) -> String {
             'ꝛ' => out.push('r'),
             '‖' => out.push('/'),
             '⁊' => out.push_str(" and "),
-            '&' if matches!(next, Some('c')) && !cs.get(i + 2).is_some_and(|c| c.is_alphabetic()) => {
+            '&' if matches!(next, Some('c'))
+                && !cs.get(i + 2).is_some_and(|c| c.is_alphabetic()) =>
+            {
                 out.push_str("etc");
                 i += 1;
             }
@@ -195,7 +197,9 @@ fn words(line: &str, out: &mut String) {
         let start = rest.find(|c: char| c.is_alphabetic()).unwrap_or(rest.len());
         out.push_str(&rest[..start]);
         rest = &rest[start..];
-        let end = rest.find(|c: char| !c.is_alphabetic()).unwrap_or(rest.len());
+        let end = rest
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(rest.len());
         if end > 0 {
             let w = &rest[..end];
             // A roman numeral written between points (`.vj.`, `.iij.`) is left alone.
@@ -217,7 +221,11 @@ fn word(w: &str, out: &mut String) {
         cs[0] = 'F';
     }
     // Doubled initial capital: `WHan` -> `Whan`, `BOdily` -> `Bodily`.
-    if cs.len() >= 3 && cs[0].is_uppercase() && cs[1].is_uppercase() && cs[2..].iter().all(|c| c.is_lowercase()) {
+    if cs.len() >= 3
+        && cs[0].is_uppercase()
+        && cs[1].is_uppercase()
+        && cs[2..].iter().all(|c| c.is_lowercase())
+    {
         cs[1] = cs[1].to_lowercase().next().unwrap_or(cs[1]);
     }
     let n = cs.len();
@@ -263,7 +271,10 @@ mod tests {
             ("ȝong ȝe thurȝ eyȝe Ȝif", "yong ye thurgh eyghe Yif"),
             ("ſeide ſhe", "seide she"),
             ("thryue & preeue", "thryve and preeve"),
-            ("Non est aliud nomen &c ¶ Ther", "Non est aliud nomen etc ¶ Ther"),
+            (
+                "Non est aliud nomen &c ¶ Ther",
+                "Non est aliud nomen etc ¶ Ther",
+            ),
             ("ꝑfite ꝓphete ꝗte ⁊ eꝰ", "perfite prophete quite and eus"),
             ("cōmaunde tēpest nõ", "commaunde tempest non"),
             ("co\u{304}maunde te\u{303}pest", "commaunde tempest"),
@@ -277,8 +288,14 @@ mod tests {
 
     #[test]
     fn editorial_marks() {
-        assert_eq!(normalize("Hath in the Ram / his half[e] cours yronne"), "Hath in the Ram / his halfe cours yronne");
-        assert_eq!(normalize("[2183] And whan thou hast / do dili|gence"), "And whan thou hast / do diligence");
+        assert_eq!(
+            normalize("Hath in the Ram / his half[e] cours yronne"),
+            "Hath in the Ram / his halfe cours yronne"
+        );
+        assert_eq!(
+            normalize("[2183] And whan thou hast / do dili|gence"),
+            "And whan thou hast / do diligence"
+        );
         assert_eq!(normalize("wepe [2177] Ihesu"), "wepe Jhesu");
         assert_eq!(normalize("[.2870] ¶ wel"), "¶ wel");
         assert_eq!(normalize("supporte ‖. [2205] But"), "supporte /. But");
@@ -290,13 +307,31 @@ mod tests {
         let cases = [
             ("WHan that Aprille", "Whan that Aprille"),
             ("fful worthy ffor BOdily", "Ful worthy For Bodily"),
-            ("euery haue deuout loue aboue", "every have devout love above"),
-            ("seruice hym selue gouerne receyued", "service hym selve governe receyved"),
-            ("vp vnto vs Vnder vertu veyne", "up unto us Under vertu veyne"),
-            ("Iohn Iob ioye Ihesu Iuge It Inne Ire I", "John Job joye Jhesu Juge It Inne Ire I"),
-            ("shoures Caunterbury queene crueel vertuous", "shoures Caunterbury queene crueel vertuous"),
+            (
+                "euery haue deuout loue aboue",
+                "every have devout love above",
+            ),
+            (
+                "seruice hym selue gouerne receyued",
+                "service hym selve governe receyved",
+            ),
+            (
+                "vp vnto vs Vnder vertu veyne",
+                "up unto us Under vertu veyne",
+            ),
+            (
+                "Iohn Iob ioye Ihesu Iuge It Inne Ire I",
+                "John Job joye Jhesu Juge It Inne Ire I",
+            ),
+            (
+                "shoures Caunterbury queene crueel vertuous",
+                "shoures Caunterbury queene crueel vertuous",
+            ),
             ("trouthe youre", "trouthe youre"),
-            ("in .vj. thynges .iij. condicions", "in .vj. thynges .iij. condicions"),
+            (
+                "in .vj. thynges .iij. condicions",
+                "in .vj. thynges .iij. condicions",
+            ),
         ];
         for (a, b) in cases {
             assert_eq!(normalize(a), b, "{a:?}");
@@ -305,7 +340,10 @@ mod tests {
 
     #[test]
     fn line_structure() {
-        assert_eq!(normalize("WHan that Aprille\nThe droghte of March\n"), "Whan that Aprille xxeol The droghte of March");
+        assert_eq!(
+            normalize("WHan that Aprille\nThe droghte of March\n"),
+            "Whan that Aprille xxeol The droghte of March"
+        );
         assert_eq!(normalize("a\r\n\r\nb\n\n"), "a xxeol  xxeol b");
         assert_eq!(normalize(""), "");
     }

@@ -80,17 +80,32 @@ impl WordCounts {
 }
 
 fn special_tokens(specials: &[String]) -> Vec<AddedToken> {
-    specials.iter().map(|s| AddedToken::from(s.clone(), true).single_word(true)).collect()
+    specials
+        .iter()
+        .map(|s| AddedToken::from(s.clone(), true).single_word(true))
+        .collect()
 }
 
 /// Trains a model on `counts` (special tokens are not cut, so not trained on) and returns
 /// the complete tokenizer.
-pub fn train(counts: &WordCounts, kind: SubwordKind, vocab_size: usize, specials: &[String]) -> Result<Tokenizer> {
+pub fn train(
+    counts: &WordCounts,
+    kind: SubwordKind,
+    vocab_size: usize,
+    specials: &[String],
+) -> Result<Tokenizer> {
     // Fixed reduction order: the same model for the same input on any machine.
     tokenizers::utils::parallelism::set_parallelism(false);
     let special_set: AHashSet<&str> = specials.iter().map(String::as_str).collect();
-    let words = counts.words.iter().filter(|(w, _)| !special_set.contains(w.as_str()));
-    if counts.words.iter().all(|(w, _)| special_set.contains(w.as_str())) {
+    let words = counts
+        .words
+        .iter()
+        .filter(|(w, _)| !special_set.contains(w.as_str()));
+    if counts
+        .words
+        .iter()
+        .all(|(w, _)| special_set.contains(w.as_str()))
+    {
         bail!("no words to train a subword model on (the input is empty)");
     }
     let added = special_tokens(specials);
@@ -104,7 +119,12 @@ pub fn train(counts: &WordCounts, kind: SubwordKind, vocab_size: usize, specials
                 .build()
                 .map_err(|e| anyhow!("subword trainer: {e}"))?;
             let sentences: Vec<(String, u32)> = words
-                .map(|(w, n)| (format!("{WORD_START}{w}"), u32::try_from(*n).unwrap_or(u32::MAX)))
+                .map(|(w, n)| {
+                    (
+                        format!("{WORD_START}{w}"),
+                        u32::try_from(*n).unwrap_or(u32::MAX),
+                    )
+                })
                 .collect();
             let mut model = Unigram::default();
             trainer.do_train(sentences, &mut model).map_err(|e| {
@@ -134,14 +154,25 @@ pub fn train(counts: &WordCounts, kind: SubwordKind, vocab_size: usize, specials
                 .unk_token(specials[0].clone())
                 .build()
                 .map_err(|e| anyhow!("subword model: {e}"))?;
-            trainer.do_train(&wc, &mut model).map_err(|e| anyhow!("training the BPE model failed: {e}"))?;
+            trainer
+                .do_train(&wc, &mut model)
+                .map_err(|e| anyhow!("training the BPE model failed: {e}"))?;
             model.into()
         }
     };
     let mut tok = Tokenizer::new(model);
-    tok.with_pre_tokenizer(Some(Metaspace::new(WORD_START, PrependScheme::Always, true)));
-    tok.with_decoder(Some(MetaspaceDecoder::new(WORD_START, PrependScheme::Always, true)));
-    tok.add_special_tokens(added).map_err(|e| anyhow!("subword model: {e}"))?;
+    tok.with_pre_tokenizer(Some(Metaspace::new(
+        WORD_START,
+        PrependScheme::Always,
+        true,
+    )));
+    tok.with_decoder(Some(MetaspaceDecoder::new(
+        WORD_START,
+        PrependScheme::Always,
+        true,
+    )));
+    tok.add_special_tokens(added)
+        .map_err(|e| anyhow!("subword model: {e}"))?;
     Ok(tok)
 }
 
@@ -161,8 +192,9 @@ fn canonical_unigram(model: &Unigram, n_specials: usize) -> Result<Unigram> {
         made_up.insert((base + penalty).to_bits());
         penalty += 0.0001;
     }
-    let idx: Vec<usize> =
-        (0..pieces.len()).filter(|&i| pieces[i].0.chars().count() == 1 && made_up.contains(&pieces[i].1.to_bits())).collect();
+    let idx: Vec<usize> = (0..pieces.len())
+        .filter(|&i| pieces[i].0.chars().count() == 1 && made_up.contains(&pieces[i].1.to_bits()))
+        .collect();
     let mut chars: Vec<String> = idx.iter().map(|&i| pieces[i].0.clone()).collect();
     let mut scores: Vec<f64> = idx.iter().map(|&i| pieces[i].1).collect();
     chars.sort();
@@ -184,7 +216,9 @@ pub struct Subword {
 
 impl std::fmt::Debug for Subword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subword").field("specials", &self.specials).finish_non_exhaustive()
+        f.debug_struct("Subword")
+            .field("specials", &self.specials)
+            .finish_non_exhaustive()
     }
 }
 
@@ -210,16 +244,21 @@ impl Subword {
 
     /// Loads a model file written by `tokenize --subword train`.
     pub fn load(path: &Path) -> Result<Self> {
-        let s = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the subword model", path.display()))?;
+        let s = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the subword model", path.display()))?;
         let tok: Tokenizer = s.parse().map_err(|e| {
-            anyhow!("{}: not a subword model (a tokenizer.json from `tokenize --subword train`): {e}", path.display())
+            anyhow!(
+                "{}: not a subword model (a tokenizer.json from `tokenize --subword train`): {e}",
+                path.display()
+            )
         })?;
         Subword::new(tok).map_err(|e| anyhow!("{}: {e:#}", path.display()))
     }
 
     /// The model file's contents (pretty JSON, deterministic).
     pub fn to_json(tok: &Tokenizer) -> Result<String> {
-        tok.to_string(true).map_err(|e| anyhow!("serializing the subword model: {e}"))
+        tok.to_string(true)
+            .map_err(|e| anyhow!("serializing the subword model: {e}"))
     }
 
     /// The size of the model's vocabulary (pieces and special tokens).
@@ -245,7 +284,9 @@ impl Subword {
             buf.clear();
             buf.push(WORD_START);
             buf.push_str(w);
-            let toks = model.tokenize(&buf).map_err(|e| anyhow!("subword model: {e}"))?;
+            let toks = model
+                .tokenize(&buf)
+                .map_err(|e| anyhow!("subword model: {e}"))?;
             for t in &toks {
                 f(&t.value);
             }
@@ -324,7 +365,8 @@ mod tests {
         let tk = crate::fastai::Tokenizer::new();
         for kind in [SubwordKind::Unigram, SubwordKind::Bpe] {
             let sw = Subword::new(train(&corpus(), kind, 120, &specials()).unwrap()).unwrap();
-            let ruled = tk.apply_rules("WHAT a GREAT movie!!! Whan that Aprille with his shoures soote");
+            let ruled =
+                tk.apply_rules("WHAT a GREAT movie!!! Whan that Aprille with his shoures soote");
             let p = sw.tokenize(&ruled).unwrap();
             for s in ["xxbos", "xxup", "xxrep", "xxmaj"] {
                 assert!(p.iter().any(|x| x == s), "{kind:?}: {s} not whole in {p:?}");
@@ -347,7 +389,13 @@ mod tests {
 
     #[test]
     fn empty_input_is_an_error() {
-        let e = train(&WordCounts::default(), SubwordKind::Unigram, 100, &specials()).unwrap_err();
+        let e = train(
+            &WordCounts::default(),
+            SubwordKind::Unigram,
+            100,
+            &specials(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("empty"), "{e}");
     }
 }
