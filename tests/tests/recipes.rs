@@ -388,3 +388,71 @@ fn awk_script_matches_tokenize_enm_on_chaucer() {
         rust.len()
     );
 }
+
+#[test]
+fn examples_justfile_reruns_nothing_when_nothing_changed() {
+    let Some(data) = require_data("examples_justfile_reruns_nothing_when_nothing_changed") else {
+        return;
+    };
+    if !have("just") || !have("awk") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let csv = std::fs::read_to_string(data.join("imdb_sample/texts.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    let tiny = [&lines[..31], &lines[lines.len() - 12..]]
+        .concat()
+        .join("\n")
+        + "\n";
+    let texts = dir.path().join("tiny.csv");
+    std::fs::write(&texts, tiny).unwrap();
+    let out = dir.path().join("out");
+    let vars = [
+        format!("bin={}", bin_dir().display()),
+        format!("texts={}", texts.display()),
+        format!("out={}", out.display()),
+        "model=--emb-sz 8 --n-hid 16 --n-layers 1 --bs 4 --bptt 16".into(),
+        "lm_args=--epochs 1 --steps 6 --seed 42".into(),
+        "clf_common=--bs 4 --bptt 16 --seed 42".into(),
+        "clf_a=--unfreeze 1:2e-2".into(),
+        "clf_b=--unfreeze 1:1e-2 --lin-ftrs 10".into(),
+        "audit=--y-true label --y-pred pred --favorable positive --protected mentions_women --privileged no".into(),
+    ];
+    let just = |extra: &[String]| {
+        let o = Command::new("just")
+            .arg("-f")
+            .arg(examples().join("justfile"))
+            .args(&vars)
+            .args(extra)
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "just failed: {s}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        s
+    };
+    let first = just(&["lesson4".into()]);
+    assert!(
+        first.contains("experiment a: valid accuracy")
+            && first.contains("experiment b: valid accuracy"),
+        "{first}"
+    );
+    let before = mtimes(&out);
+    just(&["lesson4".into()]);
+    assert_eq!(
+        changed(&before, &mtimes(&out), &out),
+        Vec::<String>::new(),
+        "a rerun changed files"
+    );
+    // A third experiment reuses the shard sets and the LM.
+    just(&["exp".into(), "c".into(), "--unfreeze 1:5e-3".into()]);
+    let ch = changed(&before, &mtimes(&out), &out);
+    assert!(ch.iter().all(|f| f.contains("-c")), "{ch:?}");
+    assert!(
+        ch.contains(&"clf-c".to_string()) && ch.contains(&"audit-c.json".to_string()),
+        "{ch:?}"
+    );
+}
