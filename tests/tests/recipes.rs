@@ -209,8 +209,13 @@ fn examples_makefile_reruns_only_what_changed() {
         ],
         out: out.clone(),
     };
-    // 1. Everything from scratch.
-    let first = r.run(&["all", "chaucer"]);
+    // 1. Everything from scratch (and the GNU parallel map-reduce when parallel is installed:
+    //    its tokens must equal the one-pass tokens).
+    let mut goals = vec!["all", "chaucer"];
+    if have("parallel") {
+        goals.push("parallel");
+    }
+    let first = r.run(&goals);
     assert!(
         first.contains("experiment a: valid accuracy")
             && first.contains("experiment b: valid accuracy"),
@@ -237,20 +242,26 @@ fn examples_makefile_reruns_only_what_changed() {
     ] {
         assert!(r.p(f).exists(), "{f} missing; stdout: {first}");
     }
-    // Both experiments read the same shard set and LM.
+    if goals.contains(&"parallel") {
+        assert!(
+            first.contains("parallel: tokens identical to the one-pass run"),
+            "{first}"
+        );
+        assert!(r.p("par/shards/vocab.json").exists());
+    }
     let before = mtimes(&out);
 
     // 2. Nothing changed: nothing to do, nothing touched.
     assert!(
-        r.up_to_date(&["all", "chaucer"]),
+        r.up_to_date(&goals),
         "make -q says something is out of date"
     );
-    let dry = r.dry(&["all", "chaucer"]);
+    let dry = r.dry(&goals);
     assert!(
         stages(&dry, &out).is_empty(),
         "a dry run would rerun: {dry}"
     );
-    let again = r.run(&["all", "chaucer"]);
+    let again = r.run(&goals);
     assert!(again.contains("Nothing to be done"), "{again}");
     assert_eq!(
         changed(&before, &mtimes(&out), &out),
