@@ -71,6 +71,10 @@ struct Recipe {
 impl Recipe {
     fn make(&self, extra: &[&str]) -> Output {
         let o = Command::new("make")
+            // Not the flags of a make this test may run under (`make test`).
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
+            .env_remove("MAKELEVEL")
             .arg("-C")
             .arg(examples())
             .arg("--no-print-directory")
