@@ -33,6 +33,9 @@ pub enum Format {
     Jsonl,
     /// Plain text, one document per non-blank line.
     Lines,
+    /// Plain text, one document per paragraph (lines up to a blank line; the line breaks
+    /// are kept, e.g. for `--lang enm`'s `xxeol`).
+    Paragraphs,
     /// Plain text, each file one document.
     Whole,
     /// A folder of .txt files, recursively; label = parent folder name.
@@ -159,6 +162,7 @@ pub fn open_source(path: &Path, format: Format, cols: &Columns, lossy: bool) -> 
         }
         Format::Jsonl => Box::new(JsonlSource::new(name, r, cols.clone(), lossy)),
         Format::Lines => Box::new(LinesSource::new(name, r, cols.clone(), lossy)?),
+        Format::Paragraphs => Box::new(ParagraphsSource::new(name, r, cols.clone(), lossy)?),
         Format::Whole => Box::new(WholeSource::new(name, path.to_path_buf(), r, cols.clone(), lossy)?),
         Format::Folder => bail!("{name}: --format folder needs a directory"),
         Format::Auto => unreachable!("resolved above"),
@@ -378,6 +382,69 @@ impl Source for LinesSource {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Plain text, one document per paragraph: non-blank lines up to a blank line, joined with
+/// `\n`. Virtual columns: `text`, `line` (the paragraph's first line).
+pub struct ParagraphsSource {
+    name: String,
+    chunker: Chunker<Box<dyn BufRead + Send>>,
+    cols: Columns,
+    lossy: bool,
+    /// The paragraph being read (it may continue in the next chunk) and its first line.
+    pending: Option<(u64, String)>,
+    done: bool,
+}
+
+impl ParagraphsSource {
+    pub fn new(name: String, r: Box<dyn BufRead + Send>, cols: Columns, lossy: bool) -> Result<Self> {
+        check_virtual(&name, &cols, &["text", "line"])?;
+        Ok(ParagraphsSource { name, chunker: Chunker::new(r, 1 << 20), cols, lossy, pending: None, done: false })
+    }
+
+    fn finish(&self, (n, text): (u64, String), docs: &mut Vec<RawDoc>) -> usize {
+        let fields = virtual_fields(&self.cols, |k| if k == "line" { Value::from(n) } else { Value::String(text.clone()) });
+        let len = text.len();
+        docs.push(RawDoc { text, fields });
+        len
+    }
+}
+
+impl Source for ParagraphsSource {
+    fn next_batch(&mut self, max_bytes: usize) -> Result<Option<Vec<RawDoc>>> {
+        let mut docs = Vec::new();
+        let mut bytes = 0;
+        while bytes < max_bytes && !self.done {
+            let Some(chunk) = self.chunker.next_chunk().with_context(|| format!("{}: read failed", self.name))? else {
+                self.done = true;
+                if let Some(p) = self.pending.take() {
+                    self.finish(p, &mut docs);
+                }
+                break;
+            };
+            for (n, line) in chunk.lines() {
+                let loc = Line(n);
+                let s = utf8_error(&self.name, &loc, line, self.lossy)?;
+                no_nul(&self.name, &loc, &s)?;
+                if s.trim().is_empty() {
+                    if let Some(p) = self.pending.take() {
+                        bytes += self.finish(p, &mut docs);
+                    }
+                    continue;
+                }
+                match &mut self.pending {
+                    Some((_, text)) => {
+                        text.push('\n');
+                        text.push_str(&s);
+                    }
+                    None => self.pending = Some((n, s)),
+                }
+            }
+        }
+        Ok(if docs.is_empty() { None } else { Some(docs) })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
 /// A whole file as one document. Virtual columns: `text`, `path`.
 pub struct WholeSource {
     doc: Option<RawDoc>,
@@ -530,6 +597,20 @@ mod tests {
         let docs = all(Box::new(s)).unwrap();
         assert_eq!(docs.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(), vec!["one", " two "]);
         assert_eq!(docs[1].fields[0].1, Value::from(3));
+    }
+
+    #[test]
+    fn paragraphs() {
+        let s = ParagraphsSource::new(
+            "t.txt".into(),
+            Box::new(&b"\n\none\ntwo\n \nthree\r\n\n\n\nfour\nfive"[..]),
+            cols(&["text"], &["line"]),
+            false,
+        )
+        .unwrap();
+        let d = all(Box::new(s)).unwrap();
+        let got: Vec<(&str, &Value)> = d.iter().map(|d| (d.text.as_str(), &d.fields[0].1)).collect();
+        assert_eq!(got, vec![("one\ntwo", &Value::from(3)), ("three", &Value::from(6)), ("four\nfive", &Value::from(10))]);
     }
 
     #[test]

@@ -5,15 +5,17 @@
 //! batch is written in input order before the next, so the output is byte-identical for any
 //! `--threads`, and memory is bounded by a few batches however large the input.
 
+pub mod enm;
 pub mod fastai;
 pub mod input;
+pub mod subword;
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use rayon::prelude::*;
 use shared::atomic::AtomicFile;
@@ -22,6 +24,16 @@ use shared::metrics::{Event, Metrics};
 use shared::progress::Progress;
 
 use crate::input::{Columns, Format, RawDoc, Source};
+use crate::subword::{Subword, SubwordKind};
+
+/// Which language rules run before fastai's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// fastai's English rules and spaCy English splitting.
+    En,
+    /// Middle English normalisation first (see the README), line breaks as `xxeol`.
+    Enm,
+}
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -30,6 +42,9 @@ Examples:
   tokenize aclImdb/train --keep label --keep path -o train.jsonl     # folder: label = subfolder
   tokenize reviews.tsv --text-col benefitsReview --text-col commentsReview --keep rating
   cat book.txt | tokenize --format lines
+  tokenize chaucer.txt --format paragraphs --lang enm -o tokens.jsonl   # Middle English, xxeol per line
+  tokenize texts.csv --subword train --model-out sp.json              # learn a unigram model (fastai's size rule)
+  tokenize texts.csv --subword sp.json --keep label -o tokens.jsonl   # apply it: xxbos xxmaj ▁the ▁mo vie ...
 
 ";
 
@@ -62,6 +77,24 @@ pub struct Args {
     /// Replace invalid UTF-8 with U+FFFD instead of failing.
     #[arg(long)]
     pub lossy: bool,
+    /// Language rules: `en` is fastai's (the default); `enm` normalises Middle English first
+    /// (þ, ȝ, ſ, u/v, i/j, manuscript abbreviations) and marks each line break with `xxeol`.
+    #[arg(long, value_enum, default_value_t = Lang::En)]
+    pub lang: Lang,
+    /// Subword pieces after fastai's rules: `train` learns a model from the inputs (written to
+    /// --model-out; no token stream), a model file applies it (special tokens stay whole).
+    #[arg(long, value_name = "train|MODEL")]
+    pub subword: Option<PathBuf>,
+    /// With `--subword train`: where to write the model (a tokenizer.json, atomically).
+    #[arg(long, value_name = "FILE")]
+    pub model_out: Option<PathBuf>,
+    /// With `--subword train`: the vocab size (default: fastai's rule, a quarter of the
+    /// distinct words rounded up to a multiple of 8, at most 30000).
+    #[arg(long, value_name = "N")]
+    pub vocab_size: Option<usize>,
+    /// With `--subword train`: the model kind.
+    #[arg(long, value_enum, default_value_t = SubwordKind::Unigram)]
+    pub subword_kind: SubwordKind,
     /// Write the token stream here (atomically) instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -143,9 +176,203 @@ pub fn tokenize_batch(tok: &fastai::Tokenizer, docs: &[RawDoc]) -> (Vec<u8>, u64
     (parts.concat(), n)
 }
 
+/// What runs on each document: `--lang enm`'s normalisation (optional), fastai's rules and
+/// word splitting, or fastai's rules and subword pieces (`--subword MODEL`).
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub tok: fastai::Tokenizer,
+    pub lang: Lang,
+    pub subword: Option<Subword>,
+}
+
+impl Pipeline {
+    pub fn new(lang: Lang, subword: Option<Subword>) -> Self {
+        let tok = match lang {
+            Lang::En => fastai::Tokenizer::new(),
+            Lang::Enm => fastai::Tokenizer::middle_english(),
+        };
+        Pipeline { tok, lang, subword }
+    }
+
+    /// The special tokens a subword model trained for `lang` keeps whole: fastai's, plus
+    /// `xxeol` for `enm`.
+    pub fn specials(lang: Lang) -> Vec<String> {
+        let mut v: Vec<String> = subword::FASTAI_SPECIALS.iter().map(|s| s.to_string()).collect();
+        if lang == Lang::Enm {
+            v.push(enm::EOL.to_string());
+        }
+        v
+    }
+
+    /// The text fastai's rules see.
+    pub fn source_text<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.lang {
+            Lang::En => std::borrow::Cow::Borrowed(text),
+            Lang::Enm => std::borrow::Cow::Owned(enm::normalize(text)),
+        }
+    }
+
+    /// The text after the language rules and fastai's rules (what a subword model cuts).
+    pub fn ruled(&self, text: &str) -> String {
+        self.tok.apply_rules(&self.source_text(text))
+    }
+
+    /// The tokens of one document.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<String>> {
+        match &self.subword {
+            Some(sw) => sw.tokenize(&self.ruled(text)),
+            None => Ok(self.tok.tokenize(&self.source_text(text))),
+        }
+    }
+
+    /// Appends one document's JSON line (as [`write_doc_line`]); returns the token count.
+    pub fn write_doc_line(&self, sc: &mut fastai::Scratch, d: &RawDoc, out: &mut Vec<u8>) -> Result<u64> {
+        match (&self.subword, self.lang) {
+            (None, Lang::En) => Ok(write_doc_line(&self.tok, sc, d, out)),
+            (None, Lang::Enm) => {
+                let doc = RawDoc { text: enm::normalize(&d.text), fields: Vec::new() };
+                // `{"tokens":[...]}\n` without fields; the line's own fields replace the "}\n".
+                let n = write_doc_line(&self.tok, sc, &doc, out);
+                out.truncate(out.len() - 2);
+                write_fields(d, out);
+                Ok(n)
+            }
+            (Some(sw), _) => {
+                out.extend_from_slice(b"{\"tokens\":[");
+                let mut first = true;
+                let n = sw.pieces(&self.ruled(&d.text), |p| {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    shared::stream::write_json_str(out, p);
+                })?;
+                out.push(b']');
+                write_fields(d, out);
+                Ok(n as u64)
+            }
+        }
+    }
+
+    /// Tokenizes one batch in parallel; the JSON lines in input order and the token count.
+    pub fn batch_parts(&self, docs: &[RawDoc]) -> Result<(Vec<Vec<u8>>, u64)> {
+        if self.lang == Lang::En && self.subword.is_none() {
+            return Ok(tokenize_batch_parts(&self.tok, docs));
+        }
+        let parts: Vec<(Vec<u8>, u64)> = docs
+            .par_chunks(DOCS_PER_CHUNK)
+            .map(|chunk| {
+                SCRATCH.with(|sc| {
+                    let sc = &mut sc.borrow_mut();
+                    let text: usize = chunk.iter().map(|d| d.text.len()).sum();
+                    let mut buf = Vec::with_capacity(text * 2 + 64 * chunk.len());
+                    let mut n = 0;
+                    for d in chunk {
+                        n += self.write_doc_line(sc, d, &mut buf)?;
+                    }
+                    Ok((buf, n))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let n = parts.iter().map(|p| p.1).sum();
+        Ok((parts.into_iter().map(|p| p.0).collect(), n))
+    }
+}
+
+/// Appends `,"field":value...}\n` (the kept columns and the end of the line).
+fn write_fields(d: &RawDoc, out: &mut Vec<u8>) {
+    for (k, v) in &d.fields {
+        out.push(b',');
+        shared::stream::write_json_str(out, k);
+        out.push(b':');
+        serde_json::to_writer(&mut *out, v).expect("writing to a Vec");
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// `--subword train`: counts the ruled words of every input, trains, writes the model.
+fn run_train(args: &Args, sources: Vec<Box<dyn Source>>, start: Instant, threads: usize) -> Result<i32> {
+    let model_out = args.model_out.as_ref().expect("checked by run");
+    // Fail on an existing file before reading anything.
+    let out = AtomicFile::create(model_out, args.force)?;
+    let mut metrics = match &args.metrics {
+        Some(p) => Metrics::file("tokenize", p)?,
+        None => Metrics::none("tokenize"),
+    };
+    let pipe = Pipeline::new(args.lang, None);
+    let max_bytes = args.batch_kib.max(1) * 1024;
+    let mut counts = subword::WordCounts::default();
+    let (mut n_docs, mut n_bytes) = (0u64, 0u64);
+    let mode = args.common.progress.resolve(args.common.quiet);
+    let mut progress = Progress::new(mode, "tokenize", "docs", None);
+    for mut src in sources {
+        while let Some(batch) = src.next_batch(max_bytes)? {
+            let ruled: Vec<String> = batch.par_iter().map(|d| pipe.ruled(&d.text)).collect();
+            for r in &ruled {
+                counts.add_text(r);
+            }
+            n_docs += batch.len() as u64;
+            n_bytes += batch.iter().map(|d| d.text.len() as u64).sum::<u64>();
+            progress.inc(batch.len() as u64);
+        }
+    }
+    progress.finish();
+    let vocab_size = match args.vocab_size {
+        Some(0) => bail!("--vocab-size must be at least 1"),
+        Some(n) => n,
+        None => subword::fastai_vocab_size(counts.unique()),
+    };
+    let tok = subword::train(&counts, args.subword_kind, vocab_size, &Pipeline::specials(args.lang))?;
+    let json = Subword::to_json(&tok)?;
+    let model = Subword::new(tok)?;
+    let mut out = out;
+    out.write_all(json.as_bytes()).with_context(|| format!("{}: write failed", model_out.display()))?;
+    out.commit()?;
+    let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+    if !args.common.quiet {
+        eprintln!(
+            "tokenize: {n_docs} docs, {} words ({} distinct) -> {:?} model, vocab size {vocab_size}{} ({} pieces), {} in {elapsed:.2}s",
+            counts.total,
+            counts.unique(),
+            args.subword_kind,
+            if args.vocab_size.is_none() { " (fastai's rule)" } else { "" },
+            model.vocab_size(),
+            model_out.display(),
+        );
+    }
+    metrics
+        .emit(Event::TokenizeSummary {
+            docs: n_docs,
+            tokens: counts.total,
+            bytes: n_bytes,
+            threads,
+            elapsed_s: elapsed,
+            docs_per_s: n_docs as f64 / elapsed,
+            mb_per_s: n_bytes as f64 / 1e6 / elapsed,
+            tokens_per_s: counts.total as f64 / elapsed,
+        })
+        .map_err(|e| anyhow!("{e:#}"))?;
+    Ok(shared::cli::EXIT_OK)
+}
+
 pub fn run(args: Args) -> Result<i32> {
     let start = Instant::now();
     let threads = args.common.init_threads()?;
+    let train = args.subword.as_deref() == Some(std::path::Path::new("train"));
+    if !train && (args.model_out.is_some() || args.vocab_size.is_some() || args.subword_kind != SubwordKind::Unigram) {
+        bail!("--model-out, --vocab-size and --subword-kind go with --subword train");
+    }
+    if train && args.model_out.is_none() {
+        bail!("--subword train needs --model-out FILE (where to write the model)");
+    }
+    if train && args.output.is_some() {
+        bail!("--subword train writes a model (--model-out), not a token stream; apply it with --subword MODEL");
+    }
+    // A bad model file fails before any output.
+    let subword = match &args.subword {
+        Some(p) if !train => Some(Subword::load(p)?),
+        _ => None,
+    };
     let mut cols = args.columns();
     let inputs = if args.inputs.is_empty() { vec![PathBuf::from("-")] } else { args.inputs.clone() };
     let folder_default = args.keep.is_empty() && args.label_col.is_none();
@@ -156,6 +383,9 @@ pub fn run(args: Args) -> Result<i32> {
             cols.keep.push("label".into());
         }
         sources.push(input::open_source(p, args.format, &cols, args.lossy)?);
+    }
+    if train {
+        return run_train(&args, sources, start, threads);
     }
     let mut metrics = match &args.metrics {
         Some(p) => Metrics::file("tokenize", p)?,
@@ -197,7 +427,7 @@ pub fn run(args: Args) -> Result<i32> {
             }
         });
         // Built while the reader parses the first batches (it takes ~15 ms: regexes).
-        let tok = fastai::Tokenizer::new();
+        let pipe = Pipeline::new(args.lang, subword);
         let (wtx, wrx) = mpsc::sync_channel::<Vec<Vec<u8>>>(2);
         let writer = s.spawn(move || -> Result<Out> {
             let mut out = out;
@@ -222,7 +452,13 @@ pub fn run(args: Args) -> Result<i32> {
                     break;
                 }
             };
-            let (parts, toks) = tokenize_batch_parts(&tok, &batch);
+            let (parts, toks) = match pipe.batch_parts(&batch) {
+                Ok(x) => x,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
             n_docs += batch.len() as u64;
             n_tokens += toks;
             n_bytes += batch.iter().map(|d| d.text.len() as u64).sum::<u64>();

@@ -43,6 +43,15 @@ impl Tokenizer {
         }
     }
 
+    /// For `--lang enm`: fastai's rules and spaCy's splitting without the
+    /// apostrophe-less English contractions (see [`SpacyEn::without_bare_contractions`]).
+    pub fn middle_english() -> Self {
+        Tokenizer {
+            html: HtmlUnescaper::new(),
+            spacy: SpacyEn::without_bare_contractions(),
+        }
+    }
+
     /// The text after fastai's pre-rules (what spaCy sees), e.g.
     /// `"Hello WORLD"` -> `"xxbos xxmaj hello xxup world"`.
     pub fn apply_rules(&self, text: &str) -> String {

@@ -327,9 +327,26 @@ impl Default for SpacyEn {
 
 impl SpacyEn {
     pub fn new() -> Self {
-        let specials = SpecialMap::new(tables::EXCEPTIONS);
+        Self::with_exceptions(tables::EXCEPTIONS)
+    }
+
+    /// spaCy's English tokenizer without the apostrophe-less contractions among its
+    /// special cases (`youre` → `you re`, `hed` → `he d`, `wont` → `wo nt`, ...): in Middle
+    /// English those are ordinary words (`youre` is *your*, `hed` *head*, `wont` *used to*).
+    pub fn without_bare_contractions() -> Self {
+        let keep: Vec<(&'static str, &'static [&'static str])> = tables::EXCEPTIONS
+            .iter()
+            .copied()
+            .filter(|(k, v)| !(v.len() > 1 && k.bytes().all(|b| b.is_ascii_alphabetic())))
+            .collect();
+        Self::with_exceptions(&keep)
+    }
+
+    /// The tokenizer with these special cases (spaCy's `tokenizer_exceptions`).
+    fn with_exceptions(exceptions: &[(&'static str, &'static [&'static str])]) -> Self {
+        let specials = SpecialMap::new(exceptions);
         let mut special_filter = Box::new([[0u32; 256]; 2]);
-        for &(k, _) in tables::EXCEPTIONS {
+        for &(k, _) in exceptions {
             let b = k.as_bytes();
             let bit = 1u32 << b.len().min(31);
             special_filter[0][b[0] as usize] |= bit;
@@ -382,7 +399,7 @@ impl SpacyEn {
         // `find_prefix(s) or find_infix(s) or find_suffix(s) or " " in s`, as the
         // token sequence `_tokenize_affixes(s, False)`.
         let mut toks = Vec::new();
-        for &(key, pieces) in tables::EXCEPTIONS {
+        for &(key, pieces) in exceptions {
             let mut infixes = Vec::new();
             sp.find_infixes(key, &mut infixes);
             if sp.find_prefix(key) == 0
