@@ -838,11 +838,13 @@ impl LineChart {
         let py = |y: f64| (top + ph) as f64 - yscale.frac(y) * ph as f64;
         let mut d = Drawing::new(w as u32, h as u32);
 
+        // the title at double size when it fits, else at the normal size
+        let ts = if text_w(&self.title, 2) <= w - 16 { 2 } else { 1 };
         d.text(
-            (w - text_w(&self.title, 2)) / 2,
-            12,
+            ((w - text_w(&self.title, ts)) / 2).max(4),
+            if ts == 2 { 12 } else { 18 },
             self.title.clone(),
-            2,
+            ts,
             BLACK,
         );
         // grid and ticks
