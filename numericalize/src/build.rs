@@ -89,6 +89,8 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     if a.max_vocab < shared::vocab::SPECIAL_TOKENS.len() {
         bail!("--max-vocab {}: must be at least {} (the special tokens)", a.max_vocab, shared::vocab::SPECIAL_TOKENS.len());
     }
+    // Opened before the work, so a bad --metrics path fails before any output is published.
+    let mut metrics = Metrics::from_flag("numericalize", a.metrics.as_deref(), Metrics::stdout)?;
     let mut mapping = match &a.vocab {
         Some(p) => Mapping::Apply { vocab: Vocab::load(p)?, unk: 0 },
         None => Mapping::Build(Dict::default()),
@@ -181,6 +183,14 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     }
     progress.finish();
     let n_docs = doc_lens.len();
+    if n_tokens == 0 {
+        let names: Vec<String> = if a.read.inputs.is_empty() {
+            vec!["<stdin>".into()]
+        } else {
+            a.read.inputs.iter().map(|p| if shared::cli::is_stdio(p) { "<stdin>".into() } else { p.display().to_string() }).collect()
+        };
+        bail!("{}: no tokens ({n_docs} documents; the input is empty or only whitespace)", names.join(", "));
+    }
 
     // Vocab and the map from spooled ids to final ids.
     let (vocab, remap, unk_tokens, vocab_source) = match mapping {
@@ -296,7 +306,6 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
             elapsed
         );
     }
-    let mut metrics = Metrics::from_flag("numericalize", a.metrics.as_deref(), Metrics::stdout)?;
     metrics.emit(Event::NumericalizeSummary {
         output: output.display().to_string(),
         docs: n_docs as u64,

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use rayon::prelude::*;
 use shared::atomic::AtomicFile;
@@ -238,6 +238,15 @@ pub fn run(args: Args) -> Result<i32> {
         result?;
         Ok(out)
     })?;
+    if n_docs == 0 {
+        // Nothing to tokenize is almost always a mistake upstream (a wrong file, an empty
+        // export): say so rather than publish an empty corpus.
+        let names: Vec<String> = inputs
+            .iter()
+            .map(|p| if shared::cli::is_stdio(p) { "<stdin>".to_string() } else { p.display().to_string() })
+            .collect();
+        bail!("{}: no documents (the input is empty or only whitespace)", names.join(", "));
+    }
     match out {
         Out::Stdout(mut w) => w.flush().context("writing stdout")?,
         Out::File(f) => f.commit()?,
