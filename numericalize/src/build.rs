@@ -159,7 +159,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
                 let (line, len) = (*line, *len);
                 doc_lens.push(len);
                 n_tokens += len as u64;
-                spool.write_all(bytes).context("writing the temporary spool file")?;
+                spool.write_all(bytes).with_context(|| format!("{}: writing the temporary spool file in {}", output.display(), parent.display()))?;
                 fields.push(doc_fields);
                 if let Some(col) = &a.split_col {
                     let has = fields.index.get(col.as_str()).and_then(|&i| fields.cols[i].get(fields.docs - 1));
@@ -255,7 +255,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     for s in &split_names {
         writer.ensure_split(s)?;
     }
-    let mut spool_file = spool.into_inner().map_err(|e| e.into_error()).context("writing the temporary spool file")?;
+    let mut spool_file = spool.into_inner().map_err(|e| e.into_error()).with_context(|| format!("{}: writing the temporary spool file in {}", output.display(), parent.display()))?;
     spool_file.seek(SeekFrom::Start(0))?;
     let mut rd = BufReader::with_capacity(1 << 20, spool_file);
     let mut ids: Vec<u32> = Vec::new();
@@ -263,7 +263,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     let mut vals: Vec<Option<&str>> = Vec::with_capacity(fields.cols.len());
     for (d, &len) in doc_lens.iter().enumerate() {
         buf.resize(len as usize * 4, 0);
-        rd.read_exact(&mut buf).context("reading the temporary spool file")?;
+        rd.read_exact(&mut buf).with_context(|| format!("{}: reading the temporary spool file in {}", output.display(), parent.display()))?;
         ids.clear();
         ids.extend(buf.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
         if let Some(remap) = &remap {

@@ -102,7 +102,9 @@ impl AtomicDir {
         }
         clean_stale(&target);
         let tmp = temp_sibling(&target, "tmp")?;
-        fs::create_dir(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        fs::create_dir(&tmp).with_context(|| {
+            format!("{}: cannot create a temporary directory in {}", target.display(), parent_of(&target).display())
+        })?;
         Ok(AtomicDir { target, tmp, force, done: false })
     }
 
@@ -194,7 +196,9 @@ impl AtomicFile {
         }
         clean_stale(&target);
         let tmp = temp_sibling(&target, "tmp")?;
-        let f = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        let f = File::create(&tmp).with_context(|| {
+            format!("{}: cannot create a temporary file in {}", target.display(), parent_of(&target).display())
+        })?;
         Ok(AtomicFile { target, tmp, writer: Some(BufWriter::with_capacity(1 << 20, f)), done: false, direct: false })
     }
 
@@ -241,6 +245,24 @@ impl Drop for AtomicFile {
             let _ = fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Commits several outputs of one run together: every file is flushed and synced first, and
+/// only when all of them are written are they renamed into place. A write error (a full disk)
+/// then leaves none of the new outputs, rather than some.
+pub fn commit_all(mut files: Vec<AtomicFile>) -> Result<()> {
+    for f in &mut files {
+        let target = f.target.clone();
+        let w = f.writer.as_mut().expect("writer present until commit");
+        w.flush().with_context(|| format!("{}: write failed", target.display()))?;
+        if !f.direct {
+            w.get_ref().sync_all().with_context(|| format!("{}: sync failed", target.display()))?;
+        }
+    }
+    for f in files {
+        f.commit()?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically.
