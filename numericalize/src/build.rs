@@ -108,7 +108,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     if !parent.is_dir() {
         bail!("{}: the directory {} does not exist", output.display(), parent.display());
     }
-    let spool_file = tempfile_in(&parent)?;
+    let spool_file = tempfile_in(&parent).with_context(|| output.display().to_string())?;
     let mut spool = BufWriter::with_capacity(1 << 20, spool_file);
     let mut doc_lens: Vec<u32> = Vec::new();
     let mut fields = FieldTable::default();
