@@ -242,7 +242,7 @@ fn drop_tensor(path: &Path, name: &str) {
             new_header.insert(k, v);
         }
         let mut h = serde_json::to_vec(&new_header).unwrap();
-        while h.len() % 8 != 0 {
+        while h.len() & 7 != 0 {
             h.push(b' ');
         }
         let mut out = (h.len() as u64).to_le_bytes().to_vec();
