@@ -1,6 +1,7 @@
 //! kill -9 at random moments of numericalize: afterwards the output is the previous complete
-//! shard set or the new complete one, never half of one. (The 50-trial version is
-//! benches/kill.sh; this test runs fewer trials to keep the suite fast.)
+//! shard set or the new complete one, never half of one; and kill -9 of lm-train and clf-train
+//! after a checkpoint, then --resume: bit-identical to an uninterrupted run. (The 50-trial
+//! version is benches/crash.sh; this test runs fewer trials to keep the suite fast.)
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
