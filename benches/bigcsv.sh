@@ -5,7 +5,7 @@
 # Prints a markdown table for benches/RESULTS.md. The big files live in a temporary folder
 # (TMP, default /tmp) and are deleted at the end.
 #
-# usage: benches/bigcsv.sh
+# usage: benches/bigcsv.sh [big] [threads]     (default: both)
 #   DATA     data folder (default ../shared/data)
 #   GB       size of the CSV in GB (default 2)
 set -euo pipefail
@@ -19,6 +19,8 @@ L=$DATA/imdb_large/train.csv
 [ -x "$B/tokenize" ] && [ -x "$B/numericalize" ] || { echo "bigcsv: build first (make build)" >&2; exit 2; }
 W=$(mktemp -d "${TMP:-/tmp}/ulmfit-bigcsv.XXXXXX")
 trap 'rm -rf "$W"' EXIT
+sel=("$@")
+on() { [ ${#sel[@]} -eq 0 ] && return 0; for s in "${sel[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 
 # "/usr/bin/time -v" fields of a run: wall_s user_s sys_s max_rss_kib
 measure() {
@@ -30,6 +32,27 @@ measure() {
     END { printf "%.2f %.2f %.2f %d\n", w, u, s, r }' "$log"
 }
 
+# like measure, plus the most OS threads the process had at once (sampled every 20 ms)
+measure_threads() {
+  local log=$1; shift
+  /usr/bin/time -v -o "$log" "$@" >/dev/null &
+  local tp=$! pid="" m=0 n
+  while kill -0 "$tp" 2>/dev/null; do
+    [ -n "$pid" ] || pid=$(pgrep -P "$tp" | head -1 || true)
+    if [ -n "$pid" ]; then
+      n=$(awk '/^Threads:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+      [ "${n:-0}" -gt "$m" ] && m=$n
+    fi
+    sleep 0.02
+  done
+  wait "$tp"
+  awk -F': ' -v m="$m" '
+    /Elapsed \(wall clock\)/ { n = split($2, p, ":"); w = (n == 3) ? p[1] * 3600 + p[2] * 60 + p[3] : p[1] * 60 + p[2] }
+    /User time/ { u = $2 } /System time/ { s = $2 } /Maximum resident set size/ { r = $2 }
+    END { printf "%.2f %.2f %.2f %d %d\n", w, u, s, r, m }' "$log"
+}
+
+if on big; then
 BIG=$W/big.csv
 head -n1 "$L" >"$BIG"
 body=$(( $(stat -c %s "$L") ))
@@ -56,23 +79,31 @@ row tokenize "$SZ" "$tw" "$tu" "$ts" "$tr"
 row numericalize "$TS" "$nw" "$nu" "$ns" "$nr"
 echo
 
-# --threads: CPU time over wall time, on 8 copies of train.csv (~270 MB)
+rm -rf "$W"/*
+fi
+
+if on threads; then
+# --threads: the OS threads a run has at most, and CPU time over wall time (the latter needs an
+# otherwise idle machine to mean anything), on 8 copies of train.csv (~270 MB)
 MID=$W/mid.csv
 head -n1 "$L" >"$MID"
 for _ in $(seq 8); do tail -n +2 "$L" >>"$MID"; done
-rm -f "$BIG"
-head -c 300000000 "$W/big.tokens.jsonl" | head -n -1 >"$W/mid.tokens.jsonl"
-rm -f "$W/big.tokens.jsonl"
-echo "| run (--threads N) | input MB | wall s | user+sys s | CPU / wall | peak RSS MiB |"
-echo "|---|---:|---:|---:|---:|---:|"
-for t in 1 2; do
-  read -r w u s r < <(measure "$W/t.time" "$B/tokenize" "$MID" --keep label -q --threads "$t" -o /dev/null)
-  awk -v t="$t" -v m="$(stat -c %s "$MID")" -v w="$w" -v u="$u" -v s="$s" -v r="$r" \
-    'BEGIN { printf "| tokenize --threads %s | %.0f | %.1f | %.1f | %.2f | %.0f |\n", t, m / 1e6, w, u + s, (u + s) / w, r / 1024 }'
+"$B/tokenize" "$MID" --keep label -q --threads 2 -o "$W/mid.tokens.jsonl"
+echo "--threads on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) before the runs:"
+echo
+echo "| run | input MB | wall s | user+sys s | CPU / wall | OS threads at most | peak RSS MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for t in 1 2 4; do
+  read -r w u s r m < <(measure_threads "$W/t.time" "$B/tokenize" "$MID" --keep label -q --threads "$t" -o /dev/null)
+  awk -v t="$t" -v mb="$(stat -c %s "$MID")" -v w="$w" -v u="$u" -v s="$s" -v r="$r" -v m="$m" \
+    'BEGIN { printf "| tokenize --threads %s | %.0f | %.1f | %.1f | %.2f | %d | %.0f |\n", t, mb / 1e6, w, u + s, (u + s) / w, m, r / 1024 }'
 done
-for t in 1 2; do
-  read -r w u s r < <(measure "$W/t.time" "$B/numericalize" "$W/mid.tokens.jsonl" -o "$W/mid.shards" --force -q --threads "$t" --metrics /dev/null)
-  awk -v t="$t" -v m="$(stat -c %s "$W/mid.tokens.jsonl")" -v w="$w" -v u="$u" -v s="$s" -v r="$r" \
-    'BEGIN { printf "| numericalize --threads %s | %.0f | %.1f | %.1f | %.2f | %.0f |\n", t, m / 1e6, w, u + s, (u + s) / w, r / 1024 }'
+for t in 1 2 4; do
+  read -r w u s r m < <(measure_threads "$W/t.time" "$B/numericalize" "$W/mid.tokens.jsonl" -o "$W/mid.shards" --force -q --threads "$t" --metrics /dev/null)
+  awk -v t="$t" -v mb="$(stat -c %s "$W/mid.tokens.jsonl")" -v w="$w" -v u="$u" -v s="$s" -v r="$r" -v m="$m" \
+    'BEGIN { printf "| numericalize --threads %s | %.0f | %.1f | %.1f | %.2f | %d | %.0f |\n", t, mb / 1e6, w, u + s, (u + s) / w, m, r / 1024 }'
 done
 echo
+echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."
+echo
+fi
