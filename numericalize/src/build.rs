@@ -108,7 +108,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     if !parent.is_dir() {
         bail!("{}: the directory {} does not exist", output.display(), parent.display());
     }
-    let spool_file = tempfile_in(&parent).with_context(|| output.display().to_string())?;
+    let spool_file = tempfile_in(&parent, output).with_context(|| output.display().to_string())?;
     let mut spool = BufWriter::with_capacity(1 << 20, spool_file);
     let mut doc_lens: Vec<u32> = Vec::new();
     let mut fields = FieldTable::default();
@@ -321,8 +321,12 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
 }
 
 /// An unlinked temporary file in `dir`: it vanishes with the process, even on kill -9.
-fn tempfile_in(dir: &Path) -> Result<File> {
-    let name = dir.join(format!(".numericalize-spool.{}.{}", std::process::id(), rand::random::<u64>()));
+///
+/// It is named like `shared::atomic`'s temporaries of `output` (`.NAME.tmp.PID.spoolN`), so a
+/// file left by a kill between its creation and its unlinking is removed by the next run.
+fn tempfile_in(dir: &Path, output: &Path) -> Result<File> {
+    let out_name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir.join(format!(".{out_name}.tmp.{}.spool{}", std::process::id(), rand::random::<u64>()));
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
