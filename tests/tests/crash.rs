@@ -327,3 +327,28 @@ fn lm_and_clf_train_resume_after_kill_9_bit_identical() {
         "clf-train: the last epoch's metrics differ"
     );
 }
+
+#[test]
+fn a_spool_file_left_by_a_kill_is_removed_by_the_next_run() {
+    // A kill between creating numericalize's spool file and unlinking it leaves it behind
+    // (benches/crash.sh found such files); it is named like the output's temporaries, so the
+    // next run removes it. 0x7ffffff0 is above Linux's pid_max: that process is gone.
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let stale = format!(".out.tmp.{}.spool42", 0x7fff_fff0u32);
+    std::fs::write(p.join(&stale), b"ids").unwrap();
+    std::fs::write(p.join("t.txt"), "xxbos a b c\n").unwrap();
+    let mut c = Command::new(bin("numericalize"));
+    c.current_dir(p).args([
+        "t.txt",
+        "--min-freq",
+        "1",
+        "-q",
+        "-o",
+        "out",
+        "--metrics",
+        "/dev/null",
+    ]);
+    assert!(run(c).status.success());
+    assert_eq!(listing(p), vec!["out", "t.txt"]);
+}
