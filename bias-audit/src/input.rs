@@ -106,6 +106,10 @@ pub fn parse(name: &str, bytes: &[u8], format: InputFormat, cols: &Columns) -> R
         bail!("{name}: UTF-16 input is not supported; convert it first: iconv -f UTF-16 -t UTF-8");
     }
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    if let Some(p) = bytes.iter().position(|&b| b == 0) {
+        let line = bytes[..p].iter().filter(|&&b| b == b'\n').count() + 1;
+        bail!("{name}: line {line}: NUL byte (binary input?)");
+    }
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     let Some(&first) = first else {
         bail!("{name}: empty input (no rows)")
@@ -184,6 +188,7 @@ fn parse_csv(name: &str, bytes: &[u8], delim: u8, cols: &Columns) -> Result<Tabl
         ..Default::default()
     };
     let mut rec = csv::StringRecord::new();
+    let mut last_line = 1;
     loop {
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
@@ -191,6 +196,7 @@ fn parse_csv(name: &str, bytes: &[u8], delim: u8, cols: &Columns) -> Result<Tabl
             Err(e) => return Err(csv_error(name, e)),
         }
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        last_line = line;
         if rec.len() == 1 && rec.get(0) == Some("") {
             continue; // a blank line
         }
@@ -203,6 +209,9 @@ fn parse_csv(name: &str, bytes: &[u8], delim: u8, cols: &Columns) -> Result<Tabl
         for (k, &i) in iprot.iter().enumerate() {
             t.protected[k].push(Cell::from_text(&rec[i]));
         }
+    }
+    if shared::csvquote::ends_in_quotes(bytes, delim) {
+        bail!("{name}: line {last_line}: a quoted field is not closed before the end of the input");
     }
     Ok(t)
 }

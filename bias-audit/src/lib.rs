@@ -596,13 +596,15 @@ pub fn run(args: Args) -> Result<i32> {
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    // Files are committed together at the end: a failed write leaves none of them.
+    let mut files = Vec::new();
     for j in cfg.json {
         match j {
             JsonOut::Stdout => writeln!(out, "{line}").context("writing stdout")?,
             JsonOut::File(mut f) => {
                 writeln!(f, "{line}")
                     .with_context(|| format!("{}: write failed", f.target().display()))?;
-                f.commit()?;
+                files.push(f);
             }
         }
     }
@@ -611,9 +613,12 @@ pub fn run(args: Args) -> Result<i32> {
             .context("writing stdout")?;
     }
     out.flush().context("writing stdout")?;
-    if let Some((f, bytes)) = plot_file {
-        plot::write(f, &bytes)?;
+    if let Some((mut f, bytes)) = plot_file {
+        f.write_all(&bytes)
+            .with_context(|| format!("{}: write failed", f.target().display()))?;
+        files.push(f);
     }
+    shared::atomic::commit_all(files)?;
     Ok(if report.gates.iter().any(|g| g.failed) {
         shared::cli::EXIT_NEGATIVE
     } else {

@@ -713,6 +713,7 @@ pub fn run(a: Args) -> Result<i32> {
             let _ = write!(std::io::stderr(), "{}", chart::text_chart(&chart, 64, 14));
         }
     }
+    let mut files = Vec::new();
     if let Some((kind, mut f)) = plot {
         let d = chart::line_chart(&chart).draw();
         let bytes = match kind {
@@ -722,8 +723,10 @@ pub fn run(a: Args) -> Result<i32> {
         let target: PathBuf = f.target().to_path_buf();
         f.write_all(&bytes)
             .with_context(|| format!("{}: write failed", target.display()))?;
-        f.commit()?;
+        files.push(f);
     }
-    out.finish()?;
+    // The records and the plot appear together or not at all.
+    files.extend(out.into_pending()?);
+    shared::atomic::commit_all(files)?;
     Ok(0)
 }

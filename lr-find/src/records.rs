@@ -180,9 +180,15 @@ impl Output {
     }
 
     pub fn finish(self) -> Result<()> {
+        shared::atomic::commit_all(self.into_pending()?)
+    }
+
+    /// Flushes stdout, or hands back the file still to be committed (with other outputs of
+    /// the run, by `shared::atomic::commit_all`).
+    pub fn into_pending(self) -> Result<Vec<shared::atomic::AtomicFile>> {
         match self.sink {
-            Sink::Stdout(mut s) => s.flush().context("writing stdout"),
-            Sink::File(f) => f.commit(),
+            Sink::Stdout(mut s) => s.flush().context("writing stdout").map(|_| vec![]),
+            Sink::File(f) => Ok(vec![f]),
         }
     }
 }

@@ -89,6 +89,8 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     if a.max_vocab < shared::vocab::SPECIAL_TOKENS.len() {
         bail!("--max-vocab {}: must be at least {} (the special tokens)", a.max_vocab, shared::vocab::SPECIAL_TOKENS.len());
     }
+    // Opened before the work, so a bad --metrics path fails before any output is published.
+    let mut metrics = Metrics::from_flag("numericalize", a.metrics.as_deref(), Metrics::stdout)?;
     let mut mapping = match &a.vocab {
         Some(p) => Mapping::Apply { vocab: Vocab::load(p)?, unk: 0 },
         None => Mapping::Build(Dict::default()),
@@ -106,7 +108,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     if !parent.is_dir() {
         bail!("{}: the directory {} does not exist", output.display(), parent.display());
     }
-    let spool_file = tempfile_in(&parent)?;
+    let spool_file = tempfile_in(&parent, output).with_context(|| output.display().to_string())?;
     let mut spool = BufWriter::with_capacity(1 << 20, spool_file);
     let mut doc_lens: Vec<u32> = Vec::new();
     let mut fields = FieldTable::default();
@@ -157,7 +159,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
                 let (line, len) = (*line, *len);
                 doc_lens.push(len);
                 n_tokens += len as u64;
-                spool.write_all(bytes).context("writing the temporary spool file")?;
+                spool.write_all(bytes).with_context(|| format!("{}: writing the temporary spool file in {}", output.display(), parent.display()))?;
                 fields.push(doc_fields);
                 if let Some(col) = &a.split_col {
                     let has = fields.index.get(col.as_str()).and_then(|&i| fields.cols[i].get(fields.docs - 1));
@@ -181,6 +183,14 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     }
     progress.finish();
     let n_docs = doc_lens.len();
+    if n_tokens == 0 {
+        let names: Vec<String> = if a.read.inputs.is_empty() {
+            vec!["<stdin>".into()]
+        } else {
+            a.read.inputs.iter().map(|p| if shared::cli::is_stdio(p) { "<stdin>".into() } else { p.display().to_string() }).collect()
+        };
+        bail!("{}: no tokens ({n_docs} documents; the input is empty or only whitespace)", names.join(", "));
+    }
 
     // Vocab and the map from spooled ids to final ids.
     let (vocab, remap, unk_tokens, vocab_source) = match mapping {
@@ -245,7 +255,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     for s in &split_names {
         writer.ensure_split(s)?;
     }
-    let mut spool_file = spool.into_inner().map_err(|e| e.into_error()).context("writing the temporary spool file")?;
+    let mut spool_file = spool.into_inner().map_err(|e| e.into_error()).with_context(|| format!("{}: writing the temporary spool file in {}", output.display(), parent.display()))?;
     spool_file.seek(SeekFrom::Start(0))?;
     let mut rd = BufReader::with_capacity(1 << 20, spool_file);
     let mut ids: Vec<u32> = Vec::new();
@@ -253,7 +263,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     let mut vals: Vec<Option<&str>> = Vec::with_capacity(fields.cols.len());
     for (d, &len) in doc_lens.iter().enumerate() {
         buf.resize(len as usize * 4, 0);
-        rd.read_exact(&mut buf).context("reading the temporary spool file")?;
+        rd.read_exact(&mut buf).with_context(|| format!("{}: reading the temporary spool file in {}", output.display(), parent.display()))?;
         ids.clear();
         ids.extend(buf.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
         if let Some(remap) = &remap {
@@ -296,7 +306,6 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
             elapsed
         );
     }
-    let mut metrics = Metrics::from_flag("numericalize", a.metrics.as_deref(), Metrics::stdout)?;
     metrics.emit(Event::NumericalizeSummary {
         output: output.display().to_string(),
         docs: n_docs as u64,
@@ -312,8 +321,12 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
 }
 
 /// An unlinked temporary file in `dir`: it vanishes with the process, even on kill -9.
-fn tempfile_in(dir: &Path) -> Result<File> {
-    let name = dir.join(format!(".numericalize-spool.{}.{}", std::process::id(), rand::random::<u64>()));
+///
+/// It is named like `shared::atomic`'s temporaries of `output` (`.NAME.tmp.PID.spoolN`), so a
+/// file left by a kill between its creation and its unlinking is removed by the next run.
+fn tempfile_in(dir: &Path, output: &Path) -> Result<File> {
+    let out_name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir.join(format!(".{out_name}.tmp.{}.spool{}", std::process::id(), rand::random::<u64>()));
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -23,13 +23,14 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn empty_input_gives_a_valid_empty_shard_set() {
+fn empty_input_is_an_error_and_writes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("s");
     let o = numericalize().arg("-o").arg(&out).arg("-q").stdin(std::process::Stdio::null()).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let set = shared::shards::ShardSet::open(&out).unwrap();
-    assert_eq!(set.manifest.docs, 0);
-    assert_eq!(set.split("train").unwrap().docs(), 0);
-    assert_eq!(set.vocab.len(), 16);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "numericalize: <stdin>: no tokens (0 documents; the input is empty or only whitespace)\n"
+    );
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
 }

@@ -6,8 +6,10 @@
 //! at most a hidden temporary is left behind, and the next run that writes the same output
 //! removes temporaries whose process is gone.
 //!
-//! Replacing an existing directory (`--force`) moves the old one aside first, so for an instant
-//! neither exists; a reader then sees "no output", never half of one.
+//! Replacing an existing directory (`--force`, and every checkpoint a trainer saves) swaps the
+//! new one in with `renameat2(RENAME_EXCHANGE)` on Linux, so some complete output exists at
+//! every instant. Elsewhere (or on a file system without it) the old one is moved aside first,
+//! so for an instant neither exists; a reader then sees "no output", never half of one.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -83,6 +85,31 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Swaps two paths atomically (Linux `renameat2(RENAME_EXCHANGE)`); fails where the kernel
+/// or the file system cannot, and the caller falls back to two renames.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let ca = CString::new(a.as_os_str().as_bytes())?;
+    let cb = CString::new(b.as_os_str().as_bytes())?;
+    #[allow(unsafe_code)]
+    // SAFETY: both arguments are valid NUL-terminated paths that outlive the call.
+    let r = unsafe {
+        libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
 /// A directory that becomes visible under its real name only on [`AtomicDir::commit`].
 #[derive(Debug)]
 pub struct AtomicDir {
@@ -102,7 +129,9 @@ impl AtomicDir {
         }
         clean_stale(&target);
         let tmp = temp_sibling(&target, "tmp")?;
-        fs::create_dir(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        fs::create_dir(&tmp).with_context(|| {
+            format!("{}: cannot create a temporary directory in {}", target.display(), parent_of(&target).display())
+        })?;
         Ok(AtomicDir { target, tmp, force, done: false })
     }
 
@@ -127,6 +156,15 @@ impl AtomicDir {
         }
         sync_dir(&self.tmp);
         let mut old = None;
+        if self.target.is_dir() && self.force && exchange(&self.tmp, &self.target).is_ok() {
+            // One atomic step: the old output now sits under the temporary name, so no moment
+            // exists without an output (a kill here leaves the new one, and the old one as a
+            // stale temporary for the next run to remove).
+            self.done = true;
+            sync_dir(&parent_of(&self.target));
+            let _ = fs::remove_dir_all(&self.tmp);
+            return Ok(());
+        }
         if self.target.exists() {
             if !self.force {
                 bail!("{}: appeared while we were writing; not replaced", self.target.display());
@@ -194,7 +232,9 @@ impl AtomicFile {
         }
         clean_stale(&target);
         let tmp = temp_sibling(&target, "tmp")?;
-        let f = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        let f = File::create(&tmp).with_context(|| {
+            format!("{}: cannot create a temporary file in {}", target.display(), parent_of(&target).display())
+        })?;
         Ok(AtomicFile { target, tmp, writer: Some(BufWriter::with_capacity(1 << 20, f)), done: false, direct: false })
     }
 
@@ -243,6 +283,24 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Commits several outputs of one run together: every file is flushed and synced first, and
+/// only when all of them are written are they renamed into place. A write error (a full disk)
+/// then leaves none of the new outputs, rather than some.
+pub fn commit_all(mut files: Vec<AtomicFile>) -> Result<()> {
+    for f in &mut files {
+        let target = f.target.clone();
+        let w = f.writer.as_mut().expect("writer present until commit");
+        w.flush().with_context(|| format!("{}: write failed", target.display()))?;
+        if !f.direct {
+            w.get_ref().sync_all().with_context(|| format!("{}: sync failed", target.display()))?;
+        }
+    }
+    for f in files {
+        f.commit()?;
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write_file(path: impl AsRef<Path>, bytes: &[u8], force: bool) -> Result<()> {
     let mut f = AtomicFile::create(path, force)?;
@@ -286,6 +344,21 @@ mod tests {
         assert!(!target.join("old").exists());
         assert!(target.join("new").exists());
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn exchange_swaps_two_directories_where_supported() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        fs::create_dir(&a).unwrap();
+        fs::create_dir(&b).unwrap();
+        fs::write(a.join("x"), b"a").unwrap();
+        match exchange(&a, &b) {
+            Ok(()) => {
+                assert!(b.join("x").exists() && !a.join("x").exists());
+            }
+            Err(e) => eprintln!("renameat2(RENAME_EXCHANGE) unsupported here ({e}); commit falls back to two renames"),
+        }
     }
 
     #[test]

@@ -78,8 +78,19 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// Formats an error chain as a single line.
+///
+/// A cause whose text already ends its parent's message (an error that prints its source,
+/// as `FormatError::Io` does) is not repeated.
 pub fn one_line(err: &anyhow::Error) -> String {
-    let s = format!("{err:#}");
+    let mut parts: Vec<String> = Vec::new();
+    for e in err.chain() {
+        let msg = e.to_string();
+        if parts.last().is_some_and(|p| p.ends_with(&msg)) {
+            continue;
+        }
+        parts.push(msg);
+    }
+    let s = parts.join(": ");
     s.split(['\n', '\r'])
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -221,5 +232,23 @@ mod tests {
             Err(io::Error::new(io::ErrorKind::NotFound, "no such\nfile"));
         let e = r.context("reading a.csv").unwrap_err();
         assert_eq!(one_line(&e), "reading a.csv: no such file");
+    }
+
+    #[test]
+    fn one_line_does_not_repeat_a_cause_the_message_already_shows() {
+        let io = io::Error::new(
+            io::ErrorKind::NotFound,
+            "No such file or directory (os error 2)",
+        );
+        let e: anyhow::Error = crate::FormatError::io("x/manifest.json", io).into();
+        assert_eq!(
+            one_line(&e),
+            "x/manifest.json: No such file or directory (os error 2)"
+        );
+        let e = e.context("opening x");
+        assert_eq!(
+            one_line(&e),
+            "opening x: x/manifest.json: No such file or directory (os error 2)"
+        );
     }
 }

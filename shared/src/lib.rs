@@ -22,6 +22,7 @@ compile_error!("the shard format is little-endian and is mapped without conversi
 pub mod archive;
 pub mod atomic;
 pub mod cli;
+pub mod csvquote;
 pub mod error;
 pub mod input;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! kill -9 at random moments of numericalize: afterwards the output is the previous complete
-//! shard set or the new complete one, never half of one. (The 50-trial version is
-//! benches/kill.sh; this test runs fewer trials to keep the suite fast.)
+//! shard set or the new complete one, never half of one; and kill -9 of lm-train and clf-train
+//! after a checkpoint, then --resume: bit-identical to an uninterrupted run. (The 50-trial
+//! version is benches/crash.sh; this test runs fewer trials to keep the suite fast.)
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,7 +10,9 @@ use integration_tests::*;
 use shared::shards::ShardSet;
 
 fn lcg(state: &mut u64) -> f64 {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (*state >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -30,7 +33,8 @@ fn killed_numericalize_leaves_old_or_new_output() {
     std::fs::write(p.join("small.txt"), "xxbos old output\n").unwrap();
     let num = |input: &str| {
         let mut c = Command::new(bin("numericalize"));
-        c.current_dir(p).args([input, "--min-freq", "1", "--force", "-q", "-o", "out"]);
+        c.current_dir(p)
+            .args([input, "--min-freq", "1", "--force", "-q", "-o", "out"]);
         c.stdout(Stdio::null()).stderr(Stdio::null());
         c
     };
@@ -46,13 +50,18 @@ fn killed_numericalize_leaves_old_or_new_output() {
     let (mut saw_old, mut saw_new) = (0, 0);
     for trial in 0..12 {
         let mut child = num("big.txt").spawn().unwrap();
-        std::thread::sleep(Duration::from_secs_f64(full.as_secs_f64() * 1.1 * lcg(&mut seed)));
+        std::thread::sleep(Duration::from_secs_f64(
+            full.as_secs_f64() * 1.1 * lcg(&mut seed),
+        ));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let set = ShardSet::open(p.join("out"))
             .unwrap_or_else(|e| panic!("trial {trial}: output damaged after kill: {e:#}"));
         let t = set.manifest.tokens;
-        assert!(t == old || t == new, "trial {trial}: {t} tokens is neither old ({old}) nor new ({new})");
+        assert!(
+            t == old || t == new,
+            "trial {trial}: {t} tokens is neither old ({old}) nor new ({new})"
+        );
         if t == old {
             saw_old += 1;
         } else {
@@ -60,11 +69,286 @@ fn killed_numericalize_leaves_old_or_new_output() {
             assert!(num("small.txt").status().unwrap().success());
         }
         // nothing visible besides inputs and the output; hidden temporaries are allowed
-        let visible: Vec<String> = listing(p).into_iter().filter(|n| !n.starts_with('.')).collect();
-        assert_eq!(visible, vec!["big.txt", "out", "small.txt"], "trial {trial}");
+        let visible: Vec<String> = listing(p)
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        assert_eq!(
+            visible,
+            vec!["big.txt", "out", "small.txt"],
+            "trial {trial}"
+        );
     }
-    eprintln!("kill trials: {saw_old} left the old output, {saw_new} the new one (full run {full:?})");
+    eprintln!(
+        "kill trials: {saw_old} left the old output, {saw_new} the new one (full run {full:?})"
+    );
     // the next successful run cleans up the temporaries of killed runs
     assert!(num("small.txt").status().unwrap().success());
-    assert!(listing(p).iter().all(|n| !n.starts_with('.')), "{:?}", listing(p));
+    assert!(
+        listing(p).iter().all(|n| !n.starts_with('.')),
+        "{:?}",
+        listing(p)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// kill -9 a trainer after its first checkpoint, --resume: the end is bit-identical to a run
+// that was never interrupted (CPU, same seed). benches/crash.sh does this at 50 random moments.
+
+fn metric_lines(path: &std::path::Path, ty: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["type"] == ty)
+        .map(|mut r| {
+            // timings differ between runs; everything else must not
+            let o = r.as_object_mut().unwrap();
+            o.retain(|k, _| !k.ends_with("_s") && !k.ends_with("_per_s"));
+            r
+        })
+        .collect()
+}
+
+/// Starts `cmd`, waits until `ckpt` has a checkpoint (train_state.json), lets it run `extra`
+/// longer and kills it with SIGKILL. Returns whether it was still running when killed.
+fn kill_after_first_checkpoint(mut cmd: Command, ckpt: &std::path::Path, extra: Duration) -> bool {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !ckpt.join("train_state.json").exists() {
+        if child.try_wait().unwrap().is_some() || t0.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(extra);
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    running
+}
+
+fn trainer_corpus(p: &std::path::Path) {
+    // 1,500 docs of 30 tokens; label: does the doc have more w1 than w2
+    let mut s = 0x1234u64;
+    let mut text = String::new();
+    for _ in 0..1500 {
+        let toks: Vec<String> = (0..30)
+            .map(|_| format!("w{}", (lcg(&mut s) * lcg(&mut s) * 300.0) as u32))
+            .collect();
+        let (a, b) = (
+            toks.iter().filter(|t| *t == "w1").count(),
+            toks.iter().filter(|t| *t == "w2").count(),
+        );
+        let tokens = [&["xxbos".to_string()][..], &toks[..]].concat();
+        let label = if a > b { "yes" } else { "no" };
+        text.push_str(&serde_json::json!({"tokens": tokens, "label": label}).to_string());
+        text.push('\n');
+    }
+    std::fs::write(p.join("docs.jsonl"), text).unwrap();
+    let mut c = Command::new(bin("numericalize"));
+    c.current_dir(p).args([
+        "docs.jsonl",
+        "--valid-pct",
+        "0.2",
+        "--seed",
+        "1",
+        "--min-freq",
+        "1",
+        "-q",
+        "-o",
+        "shards",
+    ]);
+    c.args(["--metrics", "/dev/null"]);
+    assert!(run(c).status.success());
+}
+
+const TINY_LM: [&str; 18] = [
+    "--emb-sz",
+    "16",
+    "--n-hid",
+    "32",
+    "--n-layers",
+    "2",
+    "--bs",
+    "8",
+    "--bptt",
+    "16",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--seed",
+    "7",
+    "--lr",
+    "1e-2",
+];
+
+#[test]
+fn lm_and_clf_train_resume_after_kill_9_bit_identical() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    trainer_corpus(p);
+    let lm = |out: &str, extra: &[&str]| {
+        let mut c = Command::new(bin("lm-train"));
+        c.current_dir(p)
+            .args(["shards", "-o", out, "-q"])
+            .args(TINY_LM)
+            .args(extra);
+        c
+    };
+    // lm-train: 240 steps, a checkpoint every 20
+    let lm_args = ["--steps", "240", "--save-every", "20", "--metrics"];
+    assert!(
+        run(lm("lm_ref", &[&lm_args[..], &["lm_ref.jsonl"]].concat()))
+            .status
+            .success()
+    );
+    let running = kill_after_first_checkpoint(
+        lm("lm_cut", &[&lm_args[..], &["lm_cut.jsonl"]].concat()),
+        &p.join("lm_cut"),
+        Duration::from_millis(300),
+    );
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("lm_cut/train_state.json")).unwrap()).unwrap();
+    eprintln!(
+        "lm-train killed (still running: {running}) with a checkpoint at step {}",
+        st["step"]
+    );
+    let mut c = Command::new(bin("lm-train"));
+    c.current_dir(p).args([
+        "shards",
+        "-o",
+        "lm_cut",
+        "--resume",
+        "-q",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]);
+    c.args(["--metrics", "lm_resumed.jsonl"]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["model.safetensors", "optimizer.safetensors", "vocab.json"] {
+        assert!(
+            std::fs::read(p.join("lm_ref").join(f)).unwrap()
+                == std::fs::read(p.join("lm_cut").join(f)).unwrap(),
+            "lm-train: {f} differs after kill -9 and --resume"
+        );
+    }
+    let (a, b) = (
+        metric_lines(&p.join("lm_ref.jsonl"), "lm_epoch"),
+        metric_lines(&p.join("lm_resumed.jsonl"), "lm_epoch"),
+    );
+    assert_eq!(
+        a.last(),
+        b.last(),
+        "lm-train: the last epoch's metrics differ"
+    );
+
+    // clf-train: three unfreezing phases, a checkpoint every 10 steps
+    let clf = |out: &str, metrics: &str| {
+        let mut c = Command::new(bin("clf-train"));
+        c.current_dir(p).args([
+            "shards",
+            "--encoder",
+            "lm_ref",
+            "-o",
+            out,
+            "-q",
+            "--metrics",
+            metrics,
+        ]);
+        c.args([
+            "--bs",
+            "16",
+            "--bptt",
+            "16",
+            "--max-len",
+            "32",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--seed",
+            "7",
+        ]);
+        c.args(["--unfreeze", "1:2e-2,2:1e-2,all:5e-3", "--save-every", "10"]);
+        c
+    };
+    assert!(run(clf("clf_ref", "clf_ref.jsonl")).status.success());
+    let running = kill_after_first_checkpoint(
+        clf("clf_cut", "clf_cut.jsonl"),
+        &p.join("clf_cut"),
+        Duration::from_millis(500),
+    );
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("clf_cut/train_state.json")).unwrap())
+            .unwrap();
+    eprintln!(
+        "clf-train killed (still running: {running}) with a checkpoint at step {}",
+        st["step"]
+    );
+    let mut c = Command::new(bin("clf-train"));
+    c.current_dir(p).args([
+        "shards",
+        "-o",
+        "clf_cut",
+        "--resume",
+        "-q",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]);
+    c.args(["--metrics", "clf_resumed.jsonl"]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["model.safetensors", "optimizer.safetensors", "config.json"] {
+        assert!(
+            std::fs::read(p.join("clf_ref").join(f)).unwrap()
+                == std::fs::read(p.join("clf_cut").join(f)).unwrap(),
+            "clf-train: {f} differs after kill -9 and --resume"
+        );
+    }
+    let (a, b) = (
+        metric_lines(&p.join("clf_ref.jsonl"), "clf_epoch"),
+        metric_lines(&p.join("clf_resumed.jsonl"), "clf_epoch"),
+    );
+    assert!(!a.is_empty());
+    assert_eq!(
+        a.last(),
+        b.last(),
+        "clf-train: the last epoch's metrics differ"
+    );
+}
+
+#[test]
+fn a_spool_file_left_by_a_kill_is_removed_by_the_next_run() {
+    // A kill between creating numericalize's spool file and unlinking it leaves it behind
+    // (benches/crash.sh found such files); it is named like the output's temporaries, so the
+    // next run removes it. 0x7ffffff0 is above Linux's pid_max: that process is gone.
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let stale = format!(".out.tmp.{}.spool42", 0x7fff_fff0u32);
+    std::fs::write(p.join(&stale), b"ids").unwrap();
+    std::fs::write(p.join("t.txt"), "xxbos a b c\n").unwrap();
+    let mut c = Command::new(bin("numericalize"));
+    c.current_dir(p).args([
+        "t.txt",
+        "--min-freq",
+        "1",
+        "-q",
+        "-o",
+        "out",
+        "--metrics",
+        "/dev/null",
+    ]);
+    assert!(run(c).status.success());
+    assert_eq!(listing(p), vec!["out", "t.txt"]);
 }

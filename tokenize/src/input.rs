@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
+use shared::csvquote::QuoteTracker;
 use shared::input::Chunker;
 
 /// One document before tokenization.
@@ -183,22 +184,24 @@ fn check_virtual(name: &str, cols: &Columns, have: &[&str]) -> Result<()> {
 /// CSV/TSV with a header row (RFC 4180: quoted fields may hold delimiters, quotes and newlines).
 pub struct CsvSource {
     name: String,
-    rdr: csv::Reader<Box<dyn BufRead + Send>>,
+    rdr: csv::Reader<QuoteTracker<Box<dyn BufRead + Send>>>,
     text_idx: Vec<usize>,
     keep_idx: Vec<(String, usize)>,
     cols: Columns,
     lossy: bool,
     record: csv::ByteRecord,
     empty: bool,
+    /// Line of the last record read (for a quote left open at the end of the input).
+    last_line: u64,
 }
 
 impl CsvSource {
     pub fn new(name: String, r: Box<dyn BufRead + Send>, delim: u8, cols: Columns, lossy: bool) -> Result<Self> {
-        let mut rdr = csv::ReaderBuilder::new().delimiter(delim).has_headers(true).flexible(false).from_reader(r);
+        let mut rdr = csv::ReaderBuilder::new().delimiter(delim).has_headers(true).flexible(false).from_reader(QuoteTracker::new(r, delim));
         let headers = rdr.byte_headers().map_err(|e| csv_error(&name, e))?.clone();
         if headers.is_empty() {
-            // An empty file is an empty corpus: valid, empty output.
-            return Ok(CsvSource { name, rdr, text_idx: vec![], keep_idx: vec![], cols, lossy, record: csv::ByteRecord::new(), empty: true });
+            // An empty file has no records (`run` then reports that there are no documents).
+            return Ok(CsvSource { name, rdr, text_idx: vec![], keep_idx: vec![], cols, lossy, record: csv::ByteRecord::new(), empty: true, last_line: 0 });
         }
         let mut names = Vec::new();
         for (i, h) in headers.iter().enumerate() {
@@ -218,7 +221,7 @@ impl CsvSource {
         };
         let text_idx = cols.text.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
         let keep_idx = cols.keep.iter().map(|c| Ok((c.clone(), find(c)?))).collect::<Result<Vec<_>>>()?;
-        Ok(CsvSource { name, rdr, text_idx, keep_idx, cols, lossy, record: csv::ByteRecord::new(), empty: false })
+        Ok(CsvSource { name, rdr, text_idx, keep_idx, cols, lossy, record: csv::ByteRecord::new(), empty: false, last_line: 1 })
     }
 }
 
@@ -243,9 +246,17 @@ impl Source for CsvSource {
         while bytes < max_bytes {
             let more = self.rdr.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.name, e))?;
             if !more {
+                if self.rdr.get_ref().in_quotes() {
+                    bail!(
+                        "{}: line {}: a quoted field is not closed before the end of the input",
+                        self.name,
+                        self.last_line
+                    );
+                }
                 break;
             }
             let line = self.record.position().map(|p| p.line()).unwrap_or(0);
+            self.last_line = line;
             let loc = Line(line);
             let mut parts = Vec::with_capacity(self.text_idx.len());
             for &i in &self.text_idx {

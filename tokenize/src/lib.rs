@@ -474,6 +474,15 @@ pub fn run(args: Args) -> Result<i32> {
         result?;
         Ok(out)
     })?;
+    if n_docs == 0 {
+        // Nothing to tokenize is almost always a mistake upstream (a wrong file, an empty
+        // export): say so rather than publish an empty corpus.
+        let names: Vec<String> = inputs
+            .iter()
+            .map(|p| if shared::cli::is_stdio(p) { "<stdin>".to_string() } else { p.display().to_string() })
+            .collect();
+        bail!("{}: no documents (the input is empty or only whitespace)", names.join(", "));
+    }
     match out {
         Out::Stdout(mut w) => w.flush().context("writing stdout")?,
         Out::File(f) => f.commit()?,

@@ -1,4 +1,4 @@
-//! CLI contract of tokenize: help, exit codes, broken pipes, empty input.
+//! CLI contract of tokenize: help, exit codes, broken pipes, empty input (an error).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -16,10 +16,15 @@ fn help_lists_exit_codes_and_an_example() {
 }
 
 #[test]
-fn empty_input_is_empty_output() {
+fn empty_input_is_an_error() {
     for fmt in ["csv", "jsonl", "lines"] {
         let o = tokenize().args(["--format", fmt, "-q"]).stdin(Stdio::null()).output().unwrap();
-        assert!(o.status.success(), "{fmt}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.status.code(), Some(2), "{fmt}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            "tokenize: <stdin>: no documents (the input is empty or only whitespace)\n",
+            "{fmt}"
+        );
         assert!(o.stdout.is_empty(), "{fmt}");
     }
 }
