@@ -14,12 +14,12 @@ use shared::cli::CommonArgs;
 use shared::input::Input;
 use shared::metrics::{Event, Metrics, SplitCounts};
 use shared::progress::Progress;
-use shared::shards::{valid_split_name, ColumnBuilder, ShardSetWriter};
+use shared::shards::{valid_split_name, ColumnBuilder, Manifest, ShardSetWriter};
 use shared::vocab::Vocab;
 
 use crate::args::BuildArgs;
 use crate::counts::Dict;
-use crate::parse::{self, value_text};
+use crate::parse::{self, value_text, EncodedBlock};
 
 /// Maps a split-column value to a split name, following fastai's `is_valid` convention.
 pub fn split_name(value: &str) -> Option<String> {
@@ -65,6 +65,25 @@ impl FieldTable {
             c.pad_to(self.docs);
         }
     }
+
+    /// The split of the document just pushed, from its value of the split column `col`; the
+    /// error names the line.
+    fn last_split(&self, col: &str, name: &str, line: u64, doc_fields: &[(String, serde_json::Value)]) -> Result<String> {
+        let has = self.index.get(col).and_then(|&i| self.cols[i].get(self.docs - 1));
+        match has {
+            Some(v) => match split_name(v) {
+                Some(s) => Ok(s),
+                None => bail!("{name}: line {line}: split column {col:?} has the value {v:?}, which is not a usable split name"),
+            },
+            None => {
+                let have: Vec<&str> = doc_fields.iter().map(|(k, _)| k.as_str()).collect();
+                bail!(
+                    "{name}: line {line}: no value for the split column {col:?} (fields: {})",
+                    if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                )
+            }
+        }
+    }
 }
 
 /// How token ids are produced while reading.
@@ -89,7 +108,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     if a.max_vocab < shared::vocab::SPECIAL_TOKENS.len() {
         bail!("--max-vocab {}: must be at least {} (the special tokens)", a.max_vocab, shared::vocab::SPECIAL_TOKENS.len());
     }
-    let mut mapping = match &a.vocab {
+    let mapping = match &a.vocab {
         Some(p) => Mapping::Apply { vocab: Vocab::load(p)?, unk: 0 },
         None => Mapping::Build(Dict::default()),
     };
@@ -97,8 +116,6 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     let total_bytes: Option<u64> = inputs.iter().map(|i| i.len).sum();
     let mode = common.progress.resolve(common.quiet);
     let mut progress = Progress::new(mode, "numericalize", "bytes", total_bytes);
-
-    // Pass 1: parse, assign ids, spool them to an unlinked temporary file beside the output.
     let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -106,7 +123,237 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     if !parent.is_dir() {
         bail!("{}: the directory {} does not exist", output.display(), parent.display());
     }
-    let spool_file = tempfile_in(&parent)?;
+    let (vocab_source, split_setting) = (
+        match &a.vocab {
+            Some(p) => json!(p.display().to_string()),
+            None => json!("built"),
+        },
+        match (&a.split_col, a.valid_pct) {
+            (Some(col), _) => json!({"split_col": col}),
+            (None, Some(p)) => json!({"valid_pct": p, "seed": a.seed}),
+            (None, None) => json!("all train"),
+        },
+    );
+    let settings = json!({
+        "max_vocab": a.max_vocab,
+        "min_freq": a.min_freq,
+        "vocab": vocab_source,
+        "split": split_setting,
+        "input_format": format!("{:?}", a.read.input_format).to_lowercase(),
+        "lossy": a.read.lossy,
+    });
+    let out = match mapping {
+        // The split of every document is known as it is read: write the shards directly.
+        Mapping::Apply { vocab, .. } if a.valid_pct.is_none() => run_direct(a, output, vocab, inputs, &mut progress, settings)?,
+        mapping => run_spooled(a, output, &parent, mapping, inputs, &mut progress, settings)?,
+    };
+    let Outcome { manifest, n_docs, n_tokens, unk_tokens, counts } = out;
+    let elapsed = start.elapsed().as_secs_f64();
+    if !common.quiet {
+        let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {} docs / {} tokens", v.docs, v.tokens)).collect();
+        eprintln!(
+            "numericalize: {} docs, {} tokens, vocab {} ({}), {} unk → {} [{}] in {:.2}s",
+            n_docs,
+            n_tokens,
+            manifest.vocab_size,
+            manifest.vocab_hash,
+            unk_tokens,
+            output.display(),
+            parts.join(", "),
+            elapsed
+        );
+    }
+    let mut metrics = Metrics::from_flag("numericalize", a.metrics.as_deref(), Metrics::stdout)?;
+    metrics.emit(Event::NumericalizeSummary {
+        output: output.display().to_string(),
+        docs: n_docs as u64,
+        tokens: n_tokens,
+        vocab_size: manifest.vocab_size,
+        vocab_hash: manifest.vocab_hash.clone(),
+        unk_tokens,
+        splits: counts,
+        elapsed_s: elapsed,
+        tokens_per_s: if elapsed > 0.0 { n_tokens as f64 / elapsed } else { 0.0 },
+    })?;
+    Ok(())
+}
+
+/// What a run produced, for the summary.
+struct Outcome {
+    manifest: Manifest,
+    n_docs: usize,
+    n_tokens: u64,
+    unk_tokens: u64,
+    counts: BTreeMap<String, SplitCounts>,
+}
+
+/// Writer-side state of [`run_direct`]: appends encoded blocks to the shard files, collects
+/// the fields and checks each document's split, in input order.
+struct Direct<'a> {
+    writer: ShardSetWriter,
+    split_col: Option<&'a str>,
+    fields: FieldTable,
+    split_names: Vec<String>,
+    split_index: AHashMap<String, u16>,
+    split_of: Vec<u16>,
+    counts: Vec<SplitCounts>,
+    n_tokens: u64,
+    unk: u64,
+    lens: Vec<u32>,
+}
+
+impl Direct<'_> {
+    fn split_id(&mut self, name: String) -> Result<u16> {
+        if let Some(&i) = self.split_index.get(&name) {
+            return Ok(i);
+        }
+        let i = u16::try_from(self.split_names.len()).map_err(|_| anyhow::anyhow!("more than 65,535 splits"))?;
+        self.writer.ensure_split(&name)?;
+        self.split_index.insert(name.clone(), i);
+        self.split_names.push(name);
+        self.counts.push(SplitCounts::default());
+        Ok(i)
+    }
+
+    fn push_block(&mut self, name: &str, b: EncodedBlock) -> Result<()> {
+        let elem = self.writer.dtype().size() as usize;
+        self.unk += b.unk;
+        // Runs of consecutive documents in one split go to its files in one write.
+        let (mut run_split, mut run_start, mut pos) = (0u16, 0usize, 0usize);
+        self.lens.clear();
+        for doc in &b.docs {
+            self.fields.push(&doc.fields);
+            let s = match self.split_col {
+                Some(col) => {
+                    let sname = self.fields.last_split(col, name, doc.line, &doc.fields)?;
+                    self.split_id(sname)?
+                }
+                None => 0,
+            };
+            if s != run_split && !self.lens.is_empty() {
+                self.flush_run(run_split, &b.ids[run_start..pos])?;
+                run_start = pos;
+            }
+            run_split = s;
+            self.lens.push(doc.len);
+            pos += doc.len as usize * elem;
+            self.split_of.push(s);
+            let c = &mut self.counts[s as usize];
+            c.docs += 1;
+            c.tokens += doc.len as u64;
+            self.n_tokens += doc.len as u64;
+        }
+        if !self.lens.is_empty() {
+            self.flush_run(run_split, &b.ids[run_start..pos])?;
+        }
+        Ok(())
+    }
+
+    fn flush_run(&mut self, split: u16, ids: &[u8]) -> Result<()> {
+        let first_row = (self.split_of.len() - self.lens.len()) as u64;
+        let rows = first_row..first_row + self.lens.len() as u64;
+        self.writer.push_encoded(&self.split_names[split as usize], ids, &self.lens, rows)?;
+        self.lens.clear();
+        Ok(())
+    }
+}
+
+/// Applying a vocab with the split known at read time (`--split-col`, or all train): one pass.
+/// A reader thread reads chunks, the rayon pool parses them and maps tokens to their final ids,
+/// and a writer thread appends them to the shard files, so the sequential writing of one chunk
+/// overlaps the parallel parsing of the next.
+fn run_direct(
+    a: &BuildArgs,
+    output: &Path,
+    vocab: Vocab,
+    inputs: Vec<Input>,
+    progress: &mut Progress,
+    settings: serde_json::Value,
+) -> Result<Outcome> {
+    let writer = ShardSetWriter::create(output, a.force, vocab.clone(), Vec::new())?;
+    let dtype = writer.dtype();
+    let mut d = Direct {
+        writer,
+        split_col: a.split_col.as_deref(),
+        fields: FieldTable::default(),
+        split_names: Vec::new(),
+        split_index: AHashMap::new(),
+        split_of: Vec::new(),
+        counts: Vec::new(),
+        n_tokens: 0,
+        unk: 0,
+        lens: Vec::new(),
+    };
+    if a.split_col.is_none() {
+        d.split_id("train".into())?;
+    }
+    let mut fingerprint = blake3::Hasher::new();
+    let d = std::thread::scope(|s| -> Result<Direct> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Vec<EncodedBlock>)>(1);
+        let handle = s.spawn(move || -> Result<Direct> {
+            for (name, blocks) in rx {
+                for b in blocks {
+                    d.push_block(&name, b)?;
+                }
+            }
+            Ok(d)
+        });
+        let read = || -> Result<()> {
+            for input in inputs {
+                let (hasher, _) = parse::for_each_chunk(input, a.read.input_format, |name, chunk, format| {
+                    let blocks = parse::encode_chunk(name, chunk, format, a.read.lossy, &vocab, dtype)?;
+                    // A send fails only when the writer stopped on an error, reported below.
+                    tx.send((name.to_string(), blocks)).map_err(|_| anyhow::anyhow!("the shard writer stopped"))?;
+                    progress.inc(chunk.data.len() as u64);
+                    Ok(())
+                })?;
+                fingerprint.update(hasher.finalize().as_bytes());
+            }
+            Ok(())
+        };
+        let read_result = read();
+        drop(tx);
+        // The writer's error comes first: it is about an earlier part of the input.
+        let d = handle.join().map_err(|_| anyhow::anyhow!("the shard writer panicked"))??;
+        read_result.map(|_| d)
+    })?;
+    progress.finish();
+    let Direct { mut writer, fields, mut split_names, split_of, mut counts, n_tokens, unk, .. } = d;
+    if split_names.is_empty() {
+        writer.ensure_split("train")?;
+        split_names.push("train".into());
+        counts.push(SplitCounts::default());
+    }
+    writer.set_field_names(fields.cols.iter().map(|c| c.name().to_string()).collect())?;
+    let mut vals: Vec<Option<&str>> = Vec::with_capacity(fields.cols.len());
+    for (doc, &s) in split_of.iter().enumerate() {
+        vals.clear();
+        vals.extend(fields.cols.iter().map(|c| c.get(doc)));
+        writer.push_fields(&split_names[s as usize], &vals)?;
+    }
+    let manifest = writer.finish(settings, fingerprint.finalize().to_hex().to_string())?;
+    Ok(Outcome {
+        manifest,
+        n_docs: split_of.len(),
+        n_tokens,
+        unk_tokens: unk,
+        counts: split_names.into_iter().zip(counts).collect(),
+    })
+}
+
+/// Building a vocab (or applying one with `--valid-pct`, whose split needs the document count):
+/// pass 1 parses, assigns ids and spools them to an unlinked temporary file beside the output;
+/// pass 2 writes the shards from the spool.
+fn run_spooled(
+    a: &BuildArgs,
+    output: &Path,
+    parent: &Path,
+    mut mapping: Mapping,
+    inputs: Vec<Input>,
+    progress: &mut Progress,
+    settings: serde_json::Value,
+) -> Result<Outcome> {
+    let spool_file = tempfile_in(parent)?;
     let mut spool = BufWriter::with_capacity(1 << 20, spool_file);
     let mut doc_lens: Vec<u32> = Vec::new();
     let mut fields = FieldTable::default();
@@ -160,18 +407,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
                 spool.write_all(bytes).context("writing the temporary spool file")?;
                 fields.push(doc_fields);
                 if let Some(col) = &a.split_col {
-                    let has = fields.index.get(col.as_str()).and_then(|&i| fields.cols[i].get(fields.docs - 1));
-                    match has {
-                        Some(v) if split_name(v).is_some() => {}
-                        Some(v) => bail!("{name}: line {line}: split column {col:?} has the value {v:?}, which is not a usable split name"),
-                        None => {
-                            let have: Vec<&str> = doc_fields.iter().map(|(k, _)| k.as_str()).collect();
-                            bail!(
-                                "{name}: line {line}: no value for the split column {col:?} (fields: {})",
-                                if have.is_empty() { "none".to_string() } else { have.join(", ") }
-                            )
-                        }
-                    }
+                    fields.last_split(col, name, line, doc_fields)?;
                 }
             }
             progress.inc(chunk.data.len() as u64);
@@ -183,7 +419,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     let n_docs = doc_lens.len();
 
     // Vocab and the map from spooled ids to final ids.
-    let (vocab, remap, unk_tokens, vocab_source) = match mapping {
+    let (vocab, remap, unk_tokens) = match mapping {
         Mapping::Build(dict) => {
             let vocab = Vocab::build(&dict.pairs(), a.max_vocab, a.min_freq);
             let unk_id = vocab.unk_id();
@@ -200,18 +436,15 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
                     }
                 })
                 .collect();
-            (vocab, Some(remap), unk, json!("built"))
+            (vocab, Some(remap), unk)
         }
-        Mapping::Apply { vocab, unk } => {
-            let src = a.vocab.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-            (vocab, None, unk, json!(src))
-        }
+        Mapping::Apply { vocab, unk } => (vocab, None, unk),
     };
 
     // Splits.
     let mut split_names: Vec<String> = vec!["train".into()];
     let mut split_of: Vec<u16> = vec![0; n_docs];
-    let split_setting = if let Some(col) = &a.split_col {
+    if let Some(col) = &a.split_col {
         let i = fields.index[col.as_str()];
         let mut by_name: BTreeMap<String, u16> = BTreeMap::new();
         split_names.clear();
@@ -226,7 +459,6 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
         if n_docs == 0 {
             split_names.push("train".into());
         }
-        json!({"split_col": col})
     } else if let Some(p) = a.valid_pct {
         split_names.push("valid".into());
         let cut = (p * n_docs as f64).floor() as usize;
@@ -234,10 +466,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
         for i in rand::seq::index::sample(&mut rng, n_docs, cut) {
             split_of[i] = 1;
         }
-        json!({"valid_pct": p, "seed": a.seed})
-    } else {
-        json!("all train")
-    };
+    }
 
     // Pass 2: spool → shards.
     let field_names: Vec<String> = fields.cols.iter().map(|c| c.name().to_string()).collect();
@@ -272,43 +501,8 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     for s in &split_names {
         counts.entry(s.clone()).or_default();
     }
-    let settings = json!({
-        "max_vocab": a.max_vocab,
-        "min_freq": a.min_freq,
-        "vocab": vocab_source,
-        "split": split_setting,
-        "input_format": format!("{:?}", a.read.input_format).to_lowercase(),
-        "lossy": a.read.lossy,
-    });
     let manifest = writer.finish(settings, fingerprint.finalize().to_hex().to_string())?;
-    let elapsed = start.elapsed().as_secs_f64();
-    if !common.quiet {
-        let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {} docs / {} tokens", v.docs, v.tokens)).collect();
-        eprintln!(
-            "numericalize: {} docs, {} tokens, vocab {} ({}), {} unk → {} [{}] in {:.2}s",
-            n_docs,
-            n_tokens,
-            manifest.vocab_size,
-            manifest.vocab_hash,
-            unk_tokens,
-            output.display(),
-            parts.join(", "),
-            elapsed
-        );
-    }
-    let mut metrics = Metrics::from_flag("numericalize", a.metrics.as_deref(), Metrics::stdout)?;
-    metrics.emit(Event::NumericalizeSummary {
-        output: output.display().to_string(),
-        docs: n_docs as u64,
-        tokens: n_tokens,
-        vocab_size: manifest.vocab_size,
-        vocab_hash: manifest.vocab_hash.clone(),
-        unk_tokens,
-        splits: counts,
-        elapsed_s: elapsed,
-        tokens_per_s: if elapsed > 0.0 { n_tokens as f64 / elapsed } else { 0.0 },
-    })?;
-    Ok(())
+    Ok(Outcome { manifest, n_docs, n_tokens, unk_tokens, counts })
 }
 
 /// An unlinked temporary file in `dir`: it vanishes with the process, even on kill -9.

@@ -92,23 +92,30 @@ impl<R: Read> Chunker<R> {
         Chunker { r, carry: Vec::new(), next_line: 1, eof: false, target, hasher: blake3::Hasher::new(), bytes_read: 0 }
     }
 
+    /// A chunker whose input starts with `prefix` (bytes already read from `r`, e.g. to sniff
+    /// the format), then goes on with `r`. The prefix counts as read and is hashed.
+    pub fn with_prefix(prefix: Vec<u8>, r: R, target: usize) -> Self {
+        let mut c = Self::new(r, target);
+        c.hasher.update(&prefix);
+        c.bytes_read = prefix.len() as u64;
+        c.carry = prefix;
+        c
+    }
+
+    /// Reads up to `want` more bytes into `buf` (fewer only at end of input). The new bytes go
+    /// into spare capacity, so nothing is zeroed first.
     fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
         let old = buf.len();
-        buf.resize(old + want, 0);
-        let n = loop {
-            match self.r.read(&mut buf[old..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    buf.truncate(old);
-                    return Err(e);
-                }
-            }
-        };
-        buf.truncate(old + n);
+        buf.reserve(want);
+        // read_to_end retries on Interrupted and stops at the limit or at end of input.
+        if let Err(e) = (&mut self.r).take(want as u64).read_to_end(buf) {
+            buf.truncate(old);
+            return Err(e);
+        }
+        let n = buf.len() - old;
         self.hasher.update(&buf[old..]);
         self.bytes_read += n as u64;
-        if n == 0 {
+        if n < want {
             self.eof = true;
         }
         Ok(n)

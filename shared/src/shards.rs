@@ -367,6 +367,9 @@ struct SplitWriter {
     fields_path: PathBuf,
     columns: Vec<ColumnBuilder>,
     rows: Vec<u64>,
+    /// Documents written to `tokens`/`offsets` (rows and columns catch up by the end when the
+    /// fields are given separately, see [`ShardSetWriter::push_fields`]).
+    docs: u64,
     n_tokens: u64,
     buf: Vec<u8>,
 }
@@ -417,6 +420,7 @@ impl ShardSetWriter {
                     .map(ColumnBuilder::new)
                     .collect(),
                 rows: Vec::new(),
+                docs: 0,
                 n_tokens: 0,
                 buf: Vec::with_capacity(1 << 16),
             };
@@ -442,7 +446,61 @@ impl ShardSetWriter {
         sw.n_tokens += ids.len() as u64;
         let end = sw.n_tokens;
         sw.offsets.write(&end.to_le_bytes(), 1)?;
+        sw.docs += 1;
         sw.rows.push(row);
+        for (c, v) in sw.columns.iter_mut().zip(fields) {
+            c.push(*v);
+        }
+        Ok(())
+    }
+
+    /// Token id width of this set's files: what [`ShardSetWriter::push_encoded`] takes.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// Appends documents whose ids are already encoded little-endian in [`ShardSetWriter::dtype`],
+    /// back to back in `tokens`; `lens` holds each document's token count and `rows` its input
+    /// row. Their field values follow later, in the same order, with
+    /// [`ShardSetWriter::push_fields`] (for writers that learn the field names only at the end).
+    /// Ids must be below the vocab size.
+    pub fn push_encoded(&mut self, split: &str, tokens: &[u8], lens: &[u32], rows: impl IntoIterator<Item = u64>) -> anyhow::Result<()> {
+        let elem = self.dtype.size() as usize;
+        let sw = self.split_writer(split)?;
+        let n: u64 = lens.iter().map(|&l| l as u64).sum();
+        anyhow::ensure!(tokens.len() as u64 == n * elem as u64, "push_encoded: {} bytes for {n} tokens", tokens.len());
+        sw.tokens.write(tokens, n)?;
+        sw.buf.clear();
+        for &l in lens {
+            sw.n_tokens += l as u64;
+            sw.buf.extend_from_slice(&sw.n_tokens.to_le_bytes());
+        }
+        let buf = std::mem::take(&mut sw.buf);
+        sw.offsets.write(&buf, lens.len() as u64)?;
+        sw.buf = buf;
+        sw.docs += lens.len() as u64;
+        let before = sw.rows.len();
+        sw.rows.extend(rows);
+        anyhow::ensure!(sw.rows.len() - before == lens.len(), "push_encoded: rows and lens differ in number");
+        Ok(())
+    }
+
+    /// Declares the passthrough field names after documents were added with
+    /// [`ShardSetWriter::push_encoded`], before any [`ShardSetWriter::push_fields`].
+    pub fn set_field_names(&mut self, names: Vec<String>) -> anyhow::Result<()> {
+        for (name, sw) in &mut self.splits {
+            anyhow::ensure!(sw.columns.iter().all(|c| c.is_empty()), "set_field_names: split {name} already has field values");
+            sw.columns = names.iter().map(ColumnBuilder::new).collect();
+        }
+        self.field_names = names;
+        Ok(())
+    }
+
+    /// The field values (one per field name) of the next document of `split` whose tokens were
+    /// given with [`ShardSetWriter::push_encoded`].
+    pub fn push_fields(&mut self, split: &str, fields: &[Option<&str>]) -> anyhow::Result<()> {
+        debug_assert_eq!(fields.len(), self.field_names.len());
+        let sw = self.split_writer(split)?;
         for (c, v) in sw.columns.iter_mut().zip(fields) {
             c.push(*v);
         }
@@ -460,7 +518,12 @@ impl ShardSetWriter {
         let mut splits = BTreeMap::new();
         let (mut docs, mut tokens) = (0, 0);
         for (name, sw) in self.splits {
-            let n_docs = sw.rows.len() as u64;
+            let n_docs = sw.docs;
+            anyhow::ensure!(
+                sw.rows.len() as u64 == n_docs && sw.columns.iter().all(|c| c.len() as u64 == n_docs),
+                "split {name}: field values for {} of its {n_docs} documents",
+                sw.columns.iter().map(|c| c.len()).min().unwrap_or(sw.rows.len())
+            );
             let tokens_file = sw.tokens.finish(&vh)?;
             let offsets_file = sw.offsets.finish(&vh)?;
             let fields = Fields { rows: sw.rows, columns: sw.columns.into_iter().map(ColumnBuilder::finish).collect() };

@@ -131,62 +131,183 @@ pub fn parse_json_str(line: &str) -> Result<TokenDoc<'_>, String> {
     serde_json::from_str::<TokenDoc>(line).map_err(|e| json_error(&e))
 }
 
-fn fast_json(line: &str) -> Option<TokenDoc<'_>> {
-    let rest = line.strip_prefix("{\"tokens\":[")?;
-    let b = rest.as_bytes();
-    let mut tokens = Vec::with_capacity(b.len() / 6 + 1);
-    let mut i = 0;
-    if b.first() == Some(&b']') {
-        i = 1;
-    } else {
-        loop {
-            if b.get(i) != Some(&b'"') {
-                return None;
-            }
-            let start = i + 1;
-            let mut end = start;
-            let mut escaped = false;
-            loop {
-                // Tokens are short (a few bytes): a plain scan beats a SIMD search's call overhead.
-                end += b[end..].iter().position(|&c| c == b'"' || c == b'\\')?;
-                if b[end] == b'"' {
-                    break;
-                }
-                escaped = true;
-                end += 2; // skip the escaped character (a quote or backslash among them)
-                if end >= b.len() {
-                    return None;
-                }
-            }
-            if b[start..end].iter().any(|&c| c < 0x20) {
-                return None; // raw control characters: let serde_json report the error
-            }
-            if escaped {
-                // Rare (e.g. "\n\n" whitespace tokens): decode this one string properly.
-                tokens.push(Cow::Owned(serde_json::from_str::<String>(&rest[start - 1..end + 1]).ok()?));
-            } else {
-                // `end` is at an ASCII quote, so both ends are char boundaries.
-                tokens.push(Cow::Borrowed(&rest[start..end]));
-            }
-            i = end + 1;
-            match b.get(i)? {
-                b',' => i += 1,
-                b']' => {
-                    i += 1;
-                    break;
-                }
-                _ => return None,
+/// Receives the tokens of one line from [`visit_json_str`] / [`visit_text_line`].
+pub trait TokenSink {
+    /// The next token of the line.
+    fn token(&mut self, t: &str);
+    /// The next token of the line, which has at most 8 bytes, with those bytes as a
+    /// little-endian u64, zero-padded ([`crate::tokmap::word8`]): what a [`crate::tokmap::FrozenMap`]
+    /// looks up without packing the token again.
+    #[inline]
+    fn token_word(&mut self, t: &str, word: u64) {
+        let _ = word;
+        self.token(t)
+    }
+    /// Forget the tokens received since the line started: they are about to be given again
+    /// (the fast scanner met a shape it leaves to serde_json). Rare.
+    fn restart(&mut self);
+}
+
+/// Parses one JSON line that is known to be valid UTF-8 and hands each token to `sink`, in
+/// order, without collecting them; returns the passthrough fields. Same tokens, fields and
+/// errors as [`parse_json_str`] (on an error, `sink` may have received some tokens).
+pub fn visit_json_str<S: TokenSink>(line: &str, sink: &mut S) -> Result<Vec<(String, Value)>, String> {
+    if let Some(rest) = line.strip_prefix("{\"tokens\":[") {
+        let visit = |t: Cow<'_, str>, word: Option<u64>| match word {
+            Some(w) => sink.token_word(&t, w),
+            None => sink.token(&t),
+        };
+        if let Some(i) = scan_tokens(rest, visit) {
+            if let Some(fields) = fast_fields(&rest[i..]) {
+                return Ok(fields);
             }
         }
+        sink.restart();
     }
-    let tail = rest[i..].trim_end();
+    let doc = serde_json::from_str::<TokenDoc>(line).map_err(|e| json_error(&e))?;
+    for t in &doc.tokens {
+        sink.token(t);
+    }
+    Ok(doc.fields)
+}
+
+/// Hands the tokens of one plain-text line (separated by ASCII whitespace) to `sink`.
+pub fn visit_text_line<S: TokenSink>(line: &str, sink: &mut S) {
+    for t in line.split_ascii_whitespace() {
+        sink.token(t);
+    }
+}
+
+/// Bytes that end the plain part of a JSON string: a quote, a backslash, control characters.
+static STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// The high bit of every byte of `x` that is zero (exact: no false positives).
+#[inline]
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & LO7).wrapping_add(LO7)) | x | LO7)
+}
+
+/// The high bit of every byte of `w` that ends the plain part of a JSON string (see
+/// [`STRING_STOP`]): eight bytes at a time, in plain integer arithmetic (SWAR).
+#[inline]
+fn stop_bytes(w: u64) -> u64 {
+    const QUOTE: u64 = 0x2222_2222_2222_2222;
+    const BACKSLASH: u64 = 0x5c5c_5c5c_5c5c_5c5c;
+    const HIGH3: u64 = 0xe0e0_e0e0_e0e0_e0e0;
+    zero_bytes(w ^ QUOTE) | zero_bytes(w ^ BACKSLASH) | zero_bytes(w & HIGH3)
+}
+
+#[inline]
+fn load_u64(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
+}
+
+/// Scans `"tok","tok",...]` (what follows `{"tokens":[`), calling `f` on each token in order,
+/// with the token's bytes as a zero-padded little-endian u64 when it has at most 8 of them and
+/// the scanner already holds them. Returns the index just after the `]`, or None for any shape
+/// it leaves to serde_json (which then also produces the error message). Tokens without
+/// escapes borrow from the line.
+#[inline]
+fn scan_tokens<'a>(rest: &'a str, mut f: impl FnMut(Cow<'a, str>, Option<u64>)) -> Option<usize> {
+    let b = rest.as_bytes();
+    if b.first() == Some(&b']') {
+        return Some(1);
+    }
+    let mut i = 0;
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let start = i + 1;
+        // Fast path: the token's end among the next 16 bytes, found eight at a time.
+        if start + 16 <= b.len() {
+            let w0 = load_u64(b, start);
+            let m0 = stop_bytes(w0);
+            let found = if m0 != 0 {
+                let n = (m0.trailing_zeros() >> 3) as usize;
+                Some((start + n, Some(w0 & ((1u64 << (8 * n)) - 1))))
+            } else {
+                let m1 = stop_bytes(load_u64(b, start + 8));
+                // None: 16 bytes or longer, left to the byte loop below.
+                (m1 != 0).then(|| {
+                    let n = 8 + (m1.trailing_zeros() >> 3) as usize;
+                    (start + n, (n == 8).then_some(w0))
+                })
+            };
+            if let Some((end, word)) = found.filter(|&(end, _)| b[end] == b'"') {
+                // `end` is at an ASCII quote, so both ends are char boundaries.
+                f(Cow::Borrowed(&rest[start..end]), word);
+                i = end + 1;
+                match b.get(i)? {
+                    b',' => i += 1,
+                    b']' => return Some(i + 1),
+                    _ => return None,
+                }
+                continue;
+            }
+        }
+        let mut end = start;
+        let mut escaped = false;
+        // Tokens are short (a few bytes): a table-driven byte loop beats a SIMD search's call
+        // overhead, and checks for raw control characters in the same pass.
+        loop {
+            let c = *b.get(end)?;
+            if !STRING_STOP[c as usize] {
+                end += 1;
+            } else if c == b'"' {
+                break;
+            } else if c == b'\\' {
+                escaped = true;
+                end += 2; // skip the escaped character (a quote or backslash among them)
+            } else {
+                return None; // raw control characters: let serde_json report the error
+            }
+        }
+        if escaped {
+            // Rare (e.g. "\n\n" whitespace tokens): decode this one string properly.
+            f(Cow::Owned(serde_json::from_str::<String>(&rest[start - 1..end + 1]).ok()?), None);
+        } else {
+            f(Cow::Borrowed(&rest[start..end]), None);
+        }
+        i = end + 1;
+        match b.get(i)? {
+            b',' => i += 1,
+            b']' => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// The passthrough fields after the tokens array: `}` or `,"k":v,...}` (trailing whitespace
+/// allowed). None when serde_json should look at the whole line.
+fn fast_fields(after: &str) -> Option<Vec<(String, Value)>> {
+    let tail = after.trim_end();
     if tail == "}" {
-        return Some(TokenDoc { tokens, fields: Vec::new() });
+        return Some(Vec::new());
     }
     let fields_json = tail.strip_prefix(',')?;
     let obj = format!("{{\"tokens\":[],{fields_json}");
-    let parsed = serde_json::from_str::<TokenDoc>(&obj).ok()?;
-    Some(TokenDoc { tokens, fields: parsed.fields })
+    Some(serde_json::from_str::<TokenDoc>(&obj).ok()?.fields)
+}
+
+fn fast_json(line: &str) -> Option<TokenDoc<'_>> {
+    let rest = line.strip_prefix("{\"tokens\":[")?;
+    let mut tokens = Vec::with_capacity(rest.len() / 6 + 1);
+    let i = scan_tokens(rest, |t, _| tokens.push(t))?;
+    let fields = fast_fields(&rest[i..])?;
+    Some(TokenDoc { tokens, fields })
 }
 
 /// serde_json's message for an error within one line: "… at column N" (the caller names the line).
@@ -266,7 +387,7 @@ pub fn check_text(line: &[u8]) -> Result<&str, String> {
 }
 
 fn memchr_nul(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == 0)
+    memchr::memchr(0, b)
 }
 
 /// Writes all of `buf` and clears it.

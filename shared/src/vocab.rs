@@ -65,7 +65,7 @@ struct VocabFile {
 pub struct Vocab {
     itos: Vec<String>,
     counts: Vec<u64>,
-    stoi: crate::tokmap::TokenMap,
+    stoi: crate::tokmap::FrozenMap,
     hash: String,
 }
 
@@ -89,11 +89,8 @@ impl Vocab {
     }
 
     fn from_parts(itos: Vec<String>, counts: Vec<u64>) -> Vocab {
-        let mut stoi = crate::tokmap::TokenMap::with_capacity(itos.len());
-        for (i, t) in itos.iter().enumerate() {
-            // First occurrence wins (several `xxfake` share id of the first).
-            stoi.get_or_insert(t, i as u32);
-        }
+        // First occurrence wins (several `xxfake` share the id of the first).
+        let stoi = crate::tokmap::FrozenMap::new(&itos);
         let hash = hash_itos(&itos);
         Vocab { itos, counts, stoi, hash }
     }
@@ -147,6 +144,13 @@ impl Vocab {
     #[inline]
     pub fn get(&self, token: &str) -> Option<u32> {
         self.stoi.get(token)
+    }
+
+    /// [`Vocab::get`] for a token of at most 8 bytes given also as a word
+    /// ([`crate::tokmap::word8`]), as [`crate::stream::TokenSink::token_word`] receives it.
+    #[inline]
+    pub fn get_word(&self, token: &str, word: u64) -> Option<u32> {
+        self.stoi.get_word(token, word)
     }
 
     /// Id of `token`, or `xxunk`'s.
