@@ -68,8 +68,17 @@ impl FieldTable {
 
     /// The split of the document just pushed, from its value of the split column `col`; the
     /// error names the line.
-    fn last_split(&self, col: &str, name: &str, line: u64, doc_fields: &[(String, serde_json::Value)]) -> Result<String> {
-        let has = self.index.get(col).and_then(|&i| self.cols[i].get(self.docs - 1));
+    fn last_split(
+        &self,
+        col: &str,
+        name: &str,
+        line: u64,
+        doc_fields: &[(String, serde_json::Value)],
+    ) -> Result<String> {
+        let has = self
+            .index
+            .get(col)
+            .and_then(|&i| self.cols[i].get(self.docs - 1));
         match has {
             Some(v) => match split_name(v) {
                 Some(s) => Ok(s),
@@ -86,19 +95,28 @@ impl FieldTable {
     }
 }
 
+/// A document on its way to the spool: input line, fields, ids as little-endian u32, length.
+type SpooledDoc = (u64, Vec<(String, serde_json::Value)>, Vec<u8>, u32);
+
 /// How token ids are produced while reading.
 enum Mapping {
     /// Building a vocab: provisional ids in first-seen order, remapped at the end.
-    Build(Dict),
+    Build(Box<Dict>),
     /// Applying a given vocab: final ids at once, in parallel.
     Apply { vocab: Vocab, unk: u64 },
 }
 
 pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     let start = Instant::now();
-    let output = a.output.as_deref().context("missing the output shard set: -o SHARDS")?;
+    let output = a
+        .output
+        .as_deref()
+        .context("missing the output shard set: -o SHARDS")?;
     if output.exists() && !a.force {
-        bail!("{}: already exists (use --force to replace it)", output.display());
+        bail!(
+            "{}: already exists (use --force to replace it)",
+            output.display()
+        );
     }
     if let Some(p) = a.valid_pct {
         if !(0.0..1.0).contains(&p) {
@@ -106,11 +124,18 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
         }
     }
     if a.max_vocab < shared::vocab::SPECIAL_TOKENS.len() {
-        bail!("--max-vocab {}: must be at least {} (the special tokens)", a.max_vocab, shared::vocab::SPECIAL_TOKENS.len());
+        bail!(
+            "--max-vocab {}: must be at least {} (the special tokens)",
+            a.max_vocab,
+            shared::vocab::SPECIAL_TOKENS.len()
+        );
     }
     let mapping = match &a.vocab {
-        Some(p) => Mapping::Apply { vocab: Vocab::load(p)?, unk: 0 },
-        None => Mapping::Build(Dict::default()),
+        Some(p) => Mapping::Apply {
+            vocab: Vocab::load(p)?,
+            unk: 0,
+        },
+        None => Mapping::Build(Box::default()),
     };
     let inputs = Input::open_all(&a.read.inputs)?;
     let total_bytes: Option<u64> = inputs.iter().map(|i| i.len).sum();
@@ -121,7 +146,11 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
         _ => std::path::PathBuf::from("."),
     };
     if !parent.is_dir() {
-        bail!("{}: the directory {} does not exist", output.display(), parent.display());
+        bail!(
+            "{}: the directory {} does not exist",
+            output.display(),
+            parent.display()
+        );
     }
     let (vocab_source, split_setting) = (
         match &a.vocab {
@@ -144,13 +173,24 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
     });
     let out = match mapping {
         // The split of every document is known as it is read: write the shards directly.
-        Mapping::Apply { vocab, .. } if a.valid_pct.is_none() => run_direct(a, output, vocab, inputs, &mut progress, settings)?,
+        Mapping::Apply { vocab, .. } if a.valid_pct.is_none() => {
+            run_direct(a, output, vocab, inputs, &mut progress, settings)?
+        }
         mapping => run_spooled(a, output, &parent, mapping, inputs, &mut progress, settings)?,
     };
-    let Outcome { manifest, n_docs, n_tokens, unk_tokens, counts } = out;
+    let Outcome {
+        manifest,
+        n_docs,
+        n_tokens,
+        unk_tokens,
+        counts,
+    } = out;
     let elapsed = start.elapsed().as_secs_f64();
     if !common.quiet {
-        let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {} docs / {} tokens", v.docs, v.tokens)).collect();
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(k, v)| format!("{k} {} docs / {} tokens", v.docs, v.tokens))
+            .collect();
         eprintln!(
             "numericalize: {} docs, {} tokens, vocab {} ({}), {} unk → {} [{}] in {:.2}s",
             n_docs,
@@ -173,7 +213,11 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
         unk_tokens,
         splits: counts,
         elapsed_s: elapsed,
-        tokens_per_s: if elapsed > 0.0 { n_tokens as f64 / elapsed } else { 0.0 },
+        tokens_per_s: if elapsed > 0.0 {
+            n_tokens as f64 / elapsed
+        } else {
+            0.0
+        },
     })?;
     Ok(())
 }
@@ -207,7 +251,8 @@ impl Direct<'_> {
         if let Some(&i) = self.split_index.get(&name) {
             return Ok(i);
         }
-        let i = u16::try_from(self.split_names.len()).map_err(|_| anyhow::anyhow!("more than 65,535 splits"))?;
+        let i = u16::try_from(self.split_names.len())
+            .map_err(|_| anyhow::anyhow!("more than 65,535 splits"))?;
         self.writer.ensure_split(&name)?;
         self.split_index.insert(name.clone(), i);
         self.split_names.push(name);
@@ -252,7 +297,8 @@ impl Direct<'_> {
     fn flush_run(&mut self, split: u16, ids: &[u8]) -> Result<()> {
         let first_row = (self.split_of.len() - self.lens.len()) as u64;
         let rows = first_row..first_row + self.lens.len() as u64;
-        self.writer.push_encoded(&self.split_names[split as usize], ids, &self.lens, rows)?;
+        self.writer
+            .push_encoded(&self.split_names[split as usize], ids, &self.lens, rows)?;
         self.lens.clear();
         Ok(())
     }
@@ -270,7 +316,8 @@ fn run_direct(
     progress: &mut Progress,
     settings: serde_json::Value,
 ) -> Result<Outcome> {
-    let writer = ShardSetWriter::create(output, a.force, vocab.clone(), Vec::new())?;
+    let vocab = std::sync::Arc::new(vocab);
+    let writer = ShardSetWriter::create_shared(output, a.force, vocab.clone(), Vec::new())?;
     let dtype = writer.dtype();
     let mut d = Direct {
         writer,
@@ -300,13 +347,16 @@ fn run_direct(
         });
         let read = || -> Result<()> {
             for input in inputs {
-                let (hasher, _) = parse::for_each_chunk(input, a.read.input_format, |name, chunk, format| {
-                    let blocks = parse::encode_chunk(name, chunk, format, a.read.lossy, &vocab, dtype)?;
-                    // A send fails only when the writer stopped on an error, reported below.
-                    tx.send((name.to_string(), blocks)).map_err(|_| anyhow::anyhow!("the shard writer stopped"))?;
-                    progress.inc(chunk.data.len() as u64);
-                    Ok(())
-                })?;
+                let (hasher, _) =
+                    parse::for_each_chunk(input, a.read.input_format, |name, chunk, format| {
+                        let blocks =
+                            parse::encode_chunk(name, chunk, format, a.read.lossy, &vocab, dtype)?;
+                        // A send fails only when the writer stopped on an error, reported below.
+                        tx.send((name.to_string(), blocks))
+                            .map_err(|_| anyhow::anyhow!("the shard writer stopped"))?;
+                        progress.inc(chunk.data.len() as u64);
+                        Ok(())
+                    })?;
                 fingerprint.update(hasher.finalize().as_bytes());
             }
             Ok(())
@@ -314,11 +364,22 @@ fn run_direct(
         let read_result = read();
         drop(tx);
         // The writer's error comes first: it is about an earlier part of the input.
-        let d = handle.join().map_err(|_| anyhow::anyhow!("the shard writer panicked"))??;
+        let d = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("the shard writer panicked"))??;
         read_result.map(|_| d)
     })?;
     progress.finish();
-    let Direct { mut writer, fields, mut split_names, split_of, mut counts, n_tokens, unk, .. } = d;
+    let Direct {
+        mut writer,
+        fields,
+        mut split_names,
+        split_of,
+        mut counts,
+        n_tokens,
+        unk,
+        ..
+    } = d;
     if split_names.is_empty() {
         writer.ensure_split("train")?;
         split_names.push("train".into());
@@ -361,58 +422,62 @@ fn run_spooled(
     let mut n_tokens = 0u64;
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     for input in inputs {
-        let (hasher, _) = parse::for_each_chunk(input, a.read.input_format, |name, chunk, format| {
-            // Each document: its input line, its fields, and its ids as little-endian u32,
-            // ready for the spool. Applying a vocab happens inside the parallel parse.
-            let encoded: Vec<(u64, Vec<(String, serde_json::Value)>, Vec<u8>, u32)> = match &mut mapping {
-                Mapping::Apply { vocab, unk } => {
-                    let vocab = &*vocab;
-                    let unk_id = vocab.unk_id();
-                    let n_unk = std::sync::atomic::AtomicU64::new(0);
-                    let enc = parse::parse_chunk_map(name, chunk, format, a.read.lossy, |d| {
-                        let mut misses = 0;
-                        let mut bytes = Vec::with_capacity(d.tokens.len() * 4);
-                        for t in &d.tokens {
-                            let id = vocab.get(t).unwrap_or_else(|| {
-                                misses += 1;
-                                unk_id
-                            });
-                            bytes.extend_from_slice(&id.to_le_bytes());
-                        }
-                        if misses > 0 {
-                            n_unk.fetch_add(misses, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        let len = u32::try_from(d.tokens.len())
-                            .map_err(|_| anyhow::anyhow!("{name}: line {}: document too long", d.line))?;
-                        Ok((d.line, d.fields, bytes, len))
-                    })?;
-                    *unk += n_unk.into_inner();
-                    enc
+        let (hasher, _) =
+            parse::for_each_chunk(input, a.read.input_format, |name, chunk, format| {
+                // Each document: its input line, its fields, and its ids as little-endian u32,
+                // ready for the spool. Applying a vocab happens inside the parallel parse.
+                let encoded: Vec<SpooledDoc> = match &mut mapping {
+                    Mapping::Apply { vocab, unk } => {
+                        let vocab = &*vocab;
+                        let unk_id = vocab.unk_id();
+                        let n_unk = std::sync::atomic::AtomicU64::new(0);
+                        let enc = parse::parse_chunk_map(name, chunk, format, a.read.lossy, |d| {
+                            let mut misses = 0;
+                            let mut bytes = Vec::with_capacity(d.tokens.len() * 4);
+                            for t in &d.tokens {
+                                let id = vocab.get(t).unwrap_or_else(|| {
+                                    misses += 1;
+                                    unk_id
+                                });
+                                bytes.extend_from_slice(&id.to_le_bytes());
+                            }
+                            if misses > 0 {
+                                n_unk.fetch_add(misses, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            let len = u32::try_from(d.tokens.len()).map_err(|_| {
+                                anyhow::anyhow!("{name}: line {}: document too long", d.line)
+                            })?;
+                            Ok((d.line, d.fields, bytes, len))
+                        })?;
+                        *unk += n_unk.into_inner();
+                        enc
+                    }
+                    Mapping::Build(dict) => parse::parse_chunk(name, chunk, format, a.read.lossy)?
+                        .into_iter()
+                        .map(|d| {
+                            let mut bytes = Vec::with_capacity(d.tokens.len() * 4);
+                            for t in &d.tokens {
+                                bytes.extend_from_slice(&dict.add(t, 1).to_le_bytes());
+                            }
+                            (d.line, d.fields, bytes, d.tokens.len() as u32)
+                        })
+                        .collect(),
+                };
+                for (line, doc_fields, bytes, len) in &encoded {
+                    let (line, len) = (*line, *len);
+                    doc_lens.push(len);
+                    n_tokens += len as u64;
+                    spool
+                        .write_all(bytes)
+                        .context("writing the temporary spool file")?;
+                    fields.push(doc_fields);
+                    if let Some(col) = &a.split_col {
+                        fields.last_split(col, name, line, doc_fields)?;
+                    }
                 }
-                Mapping::Build(dict) => parse::parse_chunk(name, chunk, format, a.read.lossy)?
-                    .into_iter()
-                    .map(|d| {
-                        let mut bytes = Vec::with_capacity(d.tokens.len() * 4);
-                        for t in &d.tokens {
-                            bytes.extend_from_slice(&dict.add(t, 1).to_le_bytes());
-                        }
-                        (d.line, d.fields, bytes, d.tokens.len() as u32)
-                    })
-                    .collect(),
-            };
-            for (line, doc_fields, bytes, len) in &encoded {
-                let (line, len) = (*line, *len);
-                doc_lens.push(len);
-                n_tokens += len as u64;
-                spool.write_all(bytes).context("writing the temporary spool file")?;
-                fields.push(doc_fields);
-                if let Some(col) = &a.split_col {
-                    fields.last_split(col, name, line, doc_fields)?;
-                }
-            }
-            progress.inc(chunk.data.len() as u64);
-            Ok(())
-        })?;
+                progress.inc(chunk.data.len() as u64);
+                Ok(())
+            })?;
         fingerprint.update(hasher.finalize().as_bytes());
     }
     progress.finish();
@@ -449,7 +514,8 @@ fn run_spooled(
         let mut by_name: BTreeMap<String, u16> = BTreeMap::new();
         split_names.clear();
         for (d, s) in split_of.iter_mut().enumerate() {
-            let name = split_name(fields.cols[i].get(d).expect("checked while reading")).expect("checked");
+            let name =
+                split_name(fields.cols[i].get(d).expect("checked while reading")).expect("checked");
             let next = by_name.len() as u16;
             *s = *by_name.entry(name.clone()).or_insert_with(|| {
                 split_names.push(name);
@@ -474,7 +540,10 @@ fn run_spooled(
     for s in &split_names {
         writer.ensure_split(s)?;
     }
-    let mut spool_file = spool.into_inner().map_err(|e| e.into_error()).context("writing the temporary spool file")?;
+    let mut spool_file = spool
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("writing the temporary spool file")?;
     spool_file.seek(SeekFrom::Start(0))?;
     let mut rd = BufReader::with_capacity(1 << 20, spool_file);
     let mut ids: Vec<u32> = Vec::new();
@@ -482,9 +551,13 @@ fn run_spooled(
     let mut vals: Vec<Option<&str>> = Vec::with_capacity(fields.cols.len());
     for (d, &len) in doc_lens.iter().enumerate() {
         buf.resize(len as usize * 4, 0);
-        rd.read_exact(&mut buf).context("reading the temporary spool file")?;
+        rd.read_exact(&mut buf)
+            .context("reading the temporary spool file")?;
         ids.clear();
-        ids.extend(buf.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        ids.extend(
+            buf.chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
         if let Some(remap) = &remap {
             for i in ids.iter_mut() {
                 *i = remap[*i as usize];
@@ -502,12 +575,22 @@ fn run_spooled(
         counts.entry(s.clone()).or_default();
     }
     let manifest = writer.finish(settings, fingerprint.finalize().to_hex().to_string())?;
-    Ok(Outcome { manifest, n_docs, n_tokens, unk_tokens, counts })
+    Ok(Outcome {
+        manifest,
+        n_docs,
+        n_tokens,
+        unk_tokens,
+        counts,
+    })
 }
 
 /// An unlinked temporary file in `dir`: it vanishes with the process, even on kill -9.
 fn tempfile_in(dir: &Path) -> Result<File> {
-    let name = dir.join(format!(".numericalize-spool.{}.{}", std::process::id(), rand::random::<u64>()));
+    let name = dir.join(format!(
+        ".numericalize-spool.{}.{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -32,17 +32,37 @@ pub fn value_text(v: &Value) -> Option<Cow<'_, str>> {
 }
 
 fn owned(doc: stream::TokenDoc<'_>) -> stream::TokenDoc<'static> {
-    stream::TokenDoc { tokens: doc.tokens.into_iter().map(|t| Cow::Owned(t.into_owned())).collect(), fields: doc.fields }
+    stream::TokenDoc {
+        tokens: doc
+            .tokens
+            .into_iter()
+            .map(|t| Cow::Owned(t.into_owned()))
+            .collect(),
+        fields: doc.fields,
+    }
 }
 
-fn parse_line<'a>(name: &str, n: u64, line: &'a [u8], format: StreamFormat, lossy: bool) -> Result<Option<Doc<'a>>> {
+fn parse_line<'a>(
+    name: &str,
+    n: u64,
+    line: &'a [u8],
+    format: StreamFormat,
+    lossy: bool,
+) -> Result<Option<Doc<'a>>> {
     let text: Cow<'a, str> = match stream::check_text(line) {
         Ok(s) => Cow::Borrowed(s),
         Err(msg) => {
             if lossy && !msg.starts_with("NUL") {
                 Cow::Owned(String::from_utf8_lossy(line).into_owned())
             } else {
-                bail!("{name}: line {n}: {msg}{}", if lossy { "" } else { " (use --lossy to replace invalid UTF-8)" });
+                bail!(
+                    "{name}: line {n}: {msg}{}",
+                    if lossy {
+                        ""
+                    } else {
+                        " (use --lossy to replace invalid UTF-8)"
+                    }
+                );
             }
         }
     };
@@ -62,11 +82,20 @@ fn parse_line<'a>(name: &str, n: u64, line: &'a [u8], format: StreamFormat, loss
             Cow::Owned(s) => owned(stream::parse_text_line(&s)),
         },
     };
-    Ok(Some(Doc { line: n, tokens: doc.tokens, fields: doc.fields }))
+    Ok(Some(Doc {
+        line: n,
+        tokens: doc.tokens,
+        fields: doc.fields,
+    }))
 }
 
 /// Parses every line of a chunk, in parallel, in order.
-pub fn parse_chunk<'a>(name: &str, chunk: &'a Chunk, format: StreamFormat, lossy: bool) -> Result<Vec<Doc<'a>>> {
+pub fn parse_chunk<'a>(
+    name: &str,
+    chunk: &'a Chunk,
+    format: StreamFormat,
+    lossy: bool,
+) -> Result<Vec<Doc<'a>>> {
     parse_chunk_map(name, chunk, format, lossy, Ok)
 }
 
@@ -165,7 +194,14 @@ fn encode_line<const WIDE: bool>(
             if lossy && !msg.starts_with("NUL") {
                 Cow::Owned(String::from_utf8_lossy(line).into_owned())
             } else {
-                bail!("{name}: line {n}: {msg}{}", if lossy { "" } else { " (use --lossy to replace invalid UTF-8)" });
+                bail!(
+                    "{name}: line {n}: {msg}{}",
+                    if lossy {
+                        ""
+                    } else {
+                        " (use --lossy to replace invalid UTF-8)"
+                    }
+                );
             }
         }
     };
@@ -176,7 +212,8 @@ fn encode_line<const WIDE: bool>(
             if text.trim().is_empty() {
                 return Ok(None); // blank lines carry no document in JSON lines
             }
-            stream::visit_json_str(&text, sink).map_err(|e| anyhow!("{name}: line {n}: invalid token-stream JSON: {e}"))?
+            stream::visit_json_str(&text, sink)
+                .map_err(|e| anyhow!("{name}: line {n}: invalid token-stream JSON: {e}"))?
         }
         _ => {
             stream::visit_text_line(&text, sink);
@@ -185,8 +222,13 @@ fn encode_line<const WIDE: bool>(
     };
     sink.misses += sink.line_misses;
     let elem = if WIDE { 4 } else { 2 };
-    let len = u32::try_from((sink.out.len() - sink.line_start) / elem).map_err(|_| anyhow!("{name}: line {n}: document too long"))?;
-    Ok(Some(EncodedDoc { line: n, len, fields }))
+    let len = u32::try_from((sink.out.len() - sink.line_start) / elem)
+        .map_err(|_| anyhow!("{name}: line {n}: document too long"))?;
+    Ok(Some(EncodedDoc {
+        line: n,
+        len,
+        fields,
+    }))
 }
 
 /// Bytes of input per parallel task of [`encode_chunk`].
@@ -194,21 +236,33 @@ const PIECE_BYTES: usize = 64 << 10;
 
 /// Parses a chunk and maps every token through `vocab`, in parallel pieces of whole lines;
 /// the blocks come back in input order. The error is the first bad line's.
-pub fn encode_chunk(name: &str, chunk: &Chunk, format: StreamFormat, lossy: bool, vocab: &Vocab, dtype: Dtype) -> Result<Vec<EncodedBlock>> {
+pub fn encode_chunk(
+    name: &str,
+    chunk: &Chunk,
+    format: StreamFormat,
+    lossy: bool,
+    vocab: &Vocab,
+    dtype: Dtype,
+) -> Result<Vec<EncodedBlock>> {
     let data = &chunk.data[..];
     // Pieces end just after a newline (or at the end of the chunk).
     let mut pieces: Vec<(usize, usize)> = Vec::with_capacity(data.len() / PIECE_BYTES + 1);
     let mut start = 0;
     while start < data.len() {
         let end = match data.get(start + PIECE_BYTES..) {
-            Some(rest) => memchr::memchr(b'\n', rest).map_or(data.len(), |i| start + PIECE_BYTES + i + 1),
+            Some(rest) => {
+                memchr::memchr(b'\n', rest).map_or(data.len(), |i| start + PIECE_BYTES + i + 1)
+            }
             None => data.len(),
         };
         pieces.push((start, end));
         start = end;
     }
     // Line numbers: each piece's first line follows from the newlines before it.
-    let newlines: Vec<u64> = pieces.par_iter().map(|&(s, e)| memchr::memchr_iter(b'\n', &data[s..e]).count() as u64).collect();
+    let newlines: Vec<u64> = pieces
+        .par_iter()
+        .map(|&(s, e)| memchr::memchr_iter(b'\n', &data[s..e]).count() as u64)
+        .collect();
     let mut first = Vec::with_capacity(pieces.len());
     let mut n = chunk.first_line;
     for k in &newlines {
@@ -219,7 +273,9 @@ pub fn encode_chunk(name: &str, chunk: &Chunk, format: StreamFormat, lossy: bool
         .par_iter()
         .zip(first)
         .map(|(&(s, e), first_line)| match dtype {
-            Dtype::U16 => encode_piece::<false>(name, &data[s..e], first_line, format, lossy, vocab),
+            Dtype::U16 => {
+                encode_piece::<false>(name, &data[s..e], first_line, format, lossy, vocab)
+            }
             Dtype::U32 => encode_piece::<true>(name, &data[s..e], first_line, format, lossy, vocab),
         })
         .collect();
@@ -237,7 +293,14 @@ fn encode_piece<const WIDE: bool>(
     // An upper bound for plain tokens of JSON lines (a token takes at least 3 bytes there).
     let mut ids = Vec::with_capacity(data.len() * if WIDE { 4 } else { 2 } / 3 + 16);
     let mut docs = Vec::new();
-    let mut sink = VocabSink::<WIDE> { vocab, unk_id: vocab.unk_id(), out: &mut ids, line_start: 0, misses: 0, line_misses: 0 };
+    let mut sink = VocabSink::<WIDE> {
+        vocab,
+        unk_id: vocab.unk_id(),
+        out: &mut ids,
+        line_start: 0,
+        misses: 0,
+        line_misses: 0,
+    };
     let mut pos = 0;
     let mut n = first_line;
     while pos < data.len() {
@@ -284,9 +347,14 @@ pub fn for_each_chunk(
     };
     std::thread::scope(|s| -> Result<(blake3::Hasher, u64)> {
         let (tx, rx) = mpsc::sync_channel::<std::io::Result<Chunk>>(2);
+        // Used chunk buffers go back to the reader.
+        let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
         let handle = s.spawn(move || {
             let mut chunker = Chunker::with_prefix(head, reader, CHUNK_BYTES);
             loop {
+                while let Ok(b) = back_rx.try_recv() {
+                    chunker.recycle(b);
+                }
                 match chunker.next_chunk() {
                     Ok(Some(c)) => {
                         if tx.send(Ok(c)).is_err() {
@@ -315,9 +383,12 @@ pub fn for_each_chunk(
                 result = Err(e);
                 break;
             }
+            let _ = back_tx.send(chunk.data);
         }
         drop(rx); // stop the reader if we bailed out early
-        let (hasher, bytes) = handle.join().map_err(|_| anyhow!("{name}: reader thread panicked"))?;
+        let (hasher, bytes) = handle
+            .join()
+            .map_err(|_| anyhow!("{name}: reader thread panicked"))?;
         result.map(|_| (hasher, bytes))
     })
 }

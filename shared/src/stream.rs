@@ -151,7 +151,10 @@ pub trait TokenSink {
 /// Parses one JSON line that is known to be valid UTF-8 and hands each token to `sink`, in
 /// order, without collecting them; returns the passthrough fields. Same tokens, fields and
 /// errors as [`parse_json_str`] (on an error, `sink` may have received some tokens).
-pub fn visit_json_str<S: TokenSink>(line: &str, sink: &mut S) -> Result<Vec<(String, Value)>, String> {
+pub fn visit_json_str<S: TokenSink>(
+    line: &str,
+    sink: &mut S,
+) -> Result<Vec<(String, Value)>, String> {
     if let Some(rest) = line.strip_prefix("{\"tokens\":[") {
         let visit = |t: Cow<'_, str>, word: Option<u64>| match word {
             Some(w) => sink.token_word(&t, w),
@@ -277,7 +280,10 @@ fn scan_tokens<'a>(rest: &'a str, mut f: impl FnMut(Cow<'a, str>, Option<u64>)) 
         }
         if escaped {
             // Rare (e.g. "\n\n" whitespace tokens): decode this one string properly.
-            f(Cow::Owned(serde_json::from_str::<String>(&rest[start - 1..end + 1]).ok()?), None);
+            f(
+                Cow::Owned(serde_json::from_str::<String>(&rest[start - 1..end + 1]).ok()?),
+                None,
+            );
         } else {
             f(Cow::Borrowed(&rest[start..end]), None);
         }
@@ -297,9 +303,57 @@ fn fast_fields(after: &str) -> Option<Vec<(String, Value)>> {
     if tail == "}" {
         return Some(Vec::new());
     }
+    if let Some(fields) = plain_fields(tail) {
+        return Some(fields);
+    }
     let fields_json = tail.strip_prefix(',')?;
     let obj = format!("{{\"tokens\":[],{fields_json}");
     Some(serde_json::from_str::<TokenDoc>(&obj).ok()?.fields)
+}
+
+/// The common shape of passthrough fields, `,"k":"v",...}` with only string values and
+/// no escapes or blanks, read directly; None for anything else (serde_json then reads it).
+fn plain_fields(tail: &str) -> Option<Vec<(String, Value)>> {
+    let b = tail.as_bytes();
+    let mut fields = Vec::new();
+    let mut i = 0;
+    loop {
+        match b.get(i)? {
+            b'}' if i + 1 == b.len() => return Some(fields),
+            b',' => i += 1,
+            _ => return None,
+        }
+        let (k, next) = plain_string(tail, i)?;
+        if k == "tokens" || b.get(next) != Some(&b':') {
+            return None; // a second "tokens" is serde_json's error to report
+        }
+        let (v, next) = plain_string(tail, next + 1)?;
+        fields.push((k.to_string(), Value::String(v.to_string())));
+        i = next;
+    }
+}
+
+/// A JSON string without escapes or control characters starting at byte `i` (the quote):
+/// its contents and the index after its closing quote.
+fn plain_string(s: &str, i: usize) -> Option<(&str, usize)> {
+    let b = s.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let mut end = start;
+    loop {
+        let c = *b.get(end)?;
+        if c == b'"' {
+            break;
+        }
+        if STRING_STOP[c as usize] {
+            return None;
+        }
+        end += 1;
+    }
+    // Both ends are at ASCII quotes: char boundaries.
+    Some((&s[start..end], end + 1))
 }
 
 fn fast_json(line: &str) -> Option<TokenDoc<'_>> {
@@ -322,7 +376,10 @@ pub fn json_error(e: &serde_json::Error) -> String {
 
 /// Parses one plain-text line: tokens separated by ASCII whitespace.
 pub fn parse_text_line(line: &str) -> TokenDoc<'_> {
-    TokenDoc { tokens: line.split_ascii_whitespace().map(Cow::Borrowed).collect(), fields: Vec::new() }
+    TokenDoc {
+        tokens: line.split_ascii_whitespace().map(Cow::Borrowed).collect(),
+        fields: Vec::new(),
+    }
 }
 
 /// Appends `s` as a JSON string literal.
@@ -332,7 +389,11 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends one JSON-lines document: `{"tokens":[...],<fields>}\n`.
-pub fn write_json_doc<'t>(out: &mut Vec<u8>, tokens: impl IntoIterator<Item = &'t str>, fields: &[(String, Value)]) {
+pub fn write_json_doc<'t>(
+    out: &mut Vec<u8>,
+    tokens: impl IntoIterator<Item = &'t str>,
+    fields: &[(String, Value)],
+) {
     out.extend_from_slice(b"{\"tokens\":[");
     for (i, t) in tokens.into_iter().enumerate() {
         if i > 0 {
@@ -379,7 +440,8 @@ pub fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<bool> {
 
 /// Checks a line for invalid UTF-8 and NUL bytes; the error says where.
 pub fn check_text(line: &[u8]) -> Result<&str, String> {
-    let s = std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))?;
+    let s = std::str::from_utf8(line)
+        .map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))?;
     if let Some(p) = memchr_nul(line) {
         return Err(format!("NUL byte at byte {p} of the line (binary input?)"));
     }
@@ -404,7 +466,10 @@ mod tests {
     #[test]
     fn json_line_roundtrip_keeps_field_order() {
         let mut out = Vec::new();
-        let fields = vec![("label".to_string(), Value::from("pos")), ("id".to_string(), Value::from(3))];
+        let fields = vec![
+            ("label".to_string(), Value::from("pos")),
+            ("id".to_string(), Value::from(3)),
+        ];
         write_json_doc(&mut out, ["xxbos", "a \"q\"", "\n\n"], &fields);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
@@ -440,9 +505,143 @@ mod tests {
         assert!(parse_json_str("{\"tokens\":[\"a\\\"").is_err());
     }
 
+    /// Collects what a sink receives, checking every word against the token.
+    #[derive(Default)]
+    struct Collect {
+        tokens: Vec<String>,
+        words: usize,
+    }
+
+    impl TokenSink for Collect {
+        fn token(&mut self, t: &str) {
+            self.tokens.push(t.to_string());
+        }
+        fn token_word(&mut self, t: &str, word: u64) {
+            assert!(t.len() <= 8, "{t:?}");
+            assert_eq!(word, crate::tokmap::word8(t.as_bytes()), "{t:?}");
+            self.words += 1;
+            self.token(t);
+        }
+        fn restart(&mut self) {
+            self.tokens.clear();
+        }
+    }
+
+    type Visited = (Vec<String>, Vec<(String, Value)>, usize);
+
+    fn visit(line: &str) -> Result<Visited, String> {
+        let mut c = Collect::default();
+        let fields = visit_json_str(line, &mut c)?;
+        Ok((c.tokens, fields, c.words))
+    }
+
+    /// The visitor (SWAR scanner, words, plain fields) agrees with serde_json on every line:
+    /// same tokens and fields, or an error on both.
+    #[test]
+    fn visitor_agrees_with_serde() {
+        let mut lines: Vec<String> = vec![
+            r#"{"tokens":[]}"#.into(),
+            r#"{"tokens":[""]}"#.into(),
+            r#"{"tokens":["",""],"a":"b"}"#.into(),
+            r#"{"tokens":["a"b","c"],"label":"pos"}"#.into(),
+            r#"{"tokens":["a\","\b","é","日本語テキスト"],"label":"pos","n":null,"v":[1,2]}"#
+                .into(),
+            r#"{"tokens":["
+
+","x\",""q"","é",""],"k":"v"}"#
+                .into(),
+            r#"{"tokens":["a"],"label":"with "escape""}"#.into(),
+            r#"{"tokens":["a"],"label":"pos","id":3,"w":1.5,"b":true}"#.into(),
+            r#"{"tokens":["a"], "label":"pos"}"#.into(),
+            r#"{"tokens":["a"],"label":"pos","label":"neg"}"#.into(),
+            r#"{"tokens":["a"],"tokens":["b"]}"#.into(),
+            r#"{"tokens":["a"],"label":"pos",}"#.into(),
+            r#"{"tokens":["a"],"label":"pos"}  "#.into(),
+            r#"{"tokens":["a"],"label":"pos"}x"#.into(),
+            r#"{"tokens":["a"],"label":pos}"#.into(),
+            r#"{"tokens":["a" ,"b"]}"#.into(),
+            r#"{"tokens":["a","b"]"#.into(),
+            r#"{"label":"x","tokens":["a","b"]}"#.into(),
+            "{\"tokens\":[\"tab\there\",\"b\"],\"label\":\"pos\"}".into(),
+            r#"{"tokens":["abcdefghijklmno\u0000","b"],"label":"pos"}"#.into(),
+            r#"{"tokens":["a\"#.into(),
+        ];
+        // Every token length from 0 to 40, at every distance from the end of the line, plain
+        // and with an escape or a multi-byte character at each position.
+        for n in 0..40usize {
+            let plain: String = (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            let mut variants = vec![plain.clone()];
+            for p in 0..n {
+                let mut v = plain.clone().into_bytes();
+                v[p] = b'"';
+                let quoted = String::from_utf8(v).unwrap().replace('"', "\\\"");
+                variants.push(quoted);
+                let mut w: Vec<char> = plain.chars().collect();
+                w[p] = 'é';
+                variants.push(w.into_iter().collect());
+            }
+            for t in variants {
+                for tail in [
+                    "]}",
+                    "],\"l\":\"p\"}",
+                    "],\"label\":\"neg\",\"is_valid\":\"False\"}",
+                ] {
+                    lines.push(format!("{{\"tokens\":[\"{t}\"{tail}"));
+                    lines.push(format!("{{\"tokens\":[\"x\",\"{t}\",\"yy\"{tail}"));
+                }
+            }
+        }
+        let mut words = 0;
+        for line in &lines {
+            let slow = serde_json::from_str::<TokenDoc>(line);
+            match (visit(line), slow) {
+                (Ok((tokens, fields, w)), Ok(doc)) => {
+                    assert_eq!(tokens, doc.tokens, "{line}");
+                    assert_eq!(fields, doc.fields, "{line}");
+                    words += w;
+                }
+                (Err(e), Err(se)) => assert_eq!(e, json_error(&se), "{line}"),
+                (a, b) => panic!(
+                    "{line}: visitor {:?} vs serde {:?}",
+                    a.map(|x| x.0),
+                    b.map(|d| d.tokens)
+                ),
+            }
+            // parse_json_str (the collecting path) agrees too
+            match (parse_json_str(line), serde_json::from_str::<TokenDoc>(line)) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{line}"),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{line}: {a:?} vs {b:?}"),
+            }
+        }
+        assert!(words > 1000, "the word path was taken {words} times");
+    }
+
+    #[test]
+    fn swar_stop_bytes_are_exact() {
+        for c in 0..=255u8 {
+            for pos in 0..8 {
+                let mut b = [b'a'; 8];
+                b[pos] = c;
+                let m = stop_bytes(u64::from_le_bytes(b));
+                let want = if STRING_STOP[c as usize] {
+                    0x80u64 << (8 * pos)
+                } else {
+                    0
+                };
+                assert_eq!(m, want, "byte {c:#x} at {pos}");
+            }
+        }
+        // several at once, and bytes around them untouched
+        let m = stop_bytes(u64::from_le_bytes(*b"\"\x00\x1f \\\x7f\xff\""));
+        assert_eq!(m, 0x8000_0080_0080_8080);
+    }
+
     #[test]
     fn json_line_errors() {
-        assert!(parse_json_line(br#"{"label":1}"#).unwrap_err().contains("missing field `tokens`"));
+        assert!(parse_json_line(br#"{"label":1}"#)
+            .unwrap_err()
+            .contains("missing field `tokens`"));
         assert!(parse_json_line(br#"{"tokens":[1]}"#).is_err());
         assert!(parse_json_line(br#"{"tokens":["a"]"#).is_err());
     }
@@ -455,7 +654,10 @@ mod tests {
 
     #[test]
     fn sniffing() {
-        assert_eq!(sniff(&mut &b"  {\"tokens\":[]}"[..]).unwrap(), StreamFormat::Jsonl);
+        assert_eq!(
+            sniff(&mut &b"  {\"tokens\":[]}"[..]).unwrap(),
+            StreamFormat::Jsonl
+        );
         assert_eq!(sniff(&mut &b"xxbos hi"[..]).unwrap(), StreamFormat::Text);
         assert_eq!(sniff(&mut &b""[..]).unwrap(), StreamFormat::Text);
     }
@@ -463,7 +665,12 @@ mod tests {
     #[test]
     fn text_checks() {
         assert!(check_text(b"ok").is_ok());
-        assert_eq!(check_text(b"ab\xffc").unwrap_err(), "invalid UTF-8 at byte 2 of the line");
-        assert!(check_text(b"a\0b").unwrap_err().contains("NUL byte at byte 1"));
+        assert_eq!(
+            check_text(b"ab\xffc").unwrap_err(),
+            "invalid UTF-8 at byte 2 of the line"
+        );
+        assert!(check_text(b"a\0b")
+            .unwrap_err()
+            .contains("NUL byte at byte 1"));
     }
 }

@@ -175,7 +175,10 @@ struct Probe<S> {
 impl<S: Copy + Default> Probe<S> {
     fn with_entries(n: usize) -> Self {
         let size = (2 * n).next_power_of_two().max(8);
-        Probe { slots: vec![S::default(); size].into_boxed_slice(), shift: 64 - size.trailing_zeros() }
+        Probe {
+            slots: vec![S::default(); size].into_boxed_slice(),
+            shift: 64 - size.trailing_zeros(),
+        }
     }
     /// Slot index from a hash: its top bits (the well-mixed ones of a multiply).
     #[inline]
@@ -222,7 +225,11 @@ impl Probe<Slot8> {
         while self.slots[i].len != 0 {
             i = (i + 1) & self.mask();
         }
-        self.slots[i] = Slot8 { key: k, id, len: n as u32 };
+        self.slots[i] = Slot8 {
+            key: k,
+            id,
+            len: n as u32,
+        };
     }
 }
 
@@ -246,7 +253,12 @@ impl Probe<Slot16> {
         while self.slots[i].len != 0 {
             i = (i + 1) & self.mask();
         }
-        self.slots[i] = Slot16 { lo, hi, id, len: n as u32 };
+        self.slots[i] = Slot16 {
+            lo,
+            hi,
+            id,
+            len: n as u32,
+        };
     }
 }
 
@@ -290,7 +302,11 @@ pub struct FrozenMap {
 impl FrozenMap {
     /// The map of `itos[i] → i`; a token listed twice keeps its first id.
     pub fn new<S: AsRef<str>>(itos: &[S]) -> FrozenMap {
-        let count = |r: std::ops::RangeInclusive<usize>| itos.iter().filter(|t| r.contains(&t.as_ref().len())).count();
+        let count = |r: std::ops::RangeInclusive<usize>| {
+            itos.iter()
+                .filter(|t| r.contains(&t.as_ref().len()))
+                .count()
+        };
         let mut m = FrozenMap {
             short: Probe::with_entries(count(1..=8)),
             mid: Probe::with_entries(count(9..=16)),
@@ -385,5 +401,70 @@ mod tests {
         assert_eq!(m.get_or_insert("abcd", 13), 13);
         assert_eq!(m.get("aaaaa"), Some(10));
         assert_eq!(m.get("abc"), None);
+    }
+
+    #[test]
+    fn word8_is_the_zero_padded_token() {
+        let b = b"abcdefgh";
+        for n in 0..=8 {
+            let mut pad = [0u8; 8];
+            pad[..n].copy_from_slice(&b[..n]);
+            assert_eq!(word8(&b[..n]), u64::from_le_bytes(pad), "{n}");
+        }
+    }
+
+    #[test]
+    fn frozen_map_agrees_with_a_hash_map() {
+        // Tokens of every length class, near-collisions, a NUL, multi-byte text, duplicates.
+        let mut itos: Vec<String> = vec![
+            "xxunk".into(),
+            "".into(),
+            "a".into(),
+            "a\0".into(),
+            "\0".into(),
+            "é".into(),
+            "日本".into(),
+        ];
+        for n in 1..40 {
+            itos.push("x".repeat(n));
+            itos.push(format!("{}y", "x".repeat(n)));
+            itos.push(format!("y{}", "x".repeat(n)));
+        }
+        for i in 0..5000 {
+            itos.push(format!("w{i}"));
+            itos.push(format!("longer-token-{i}"));
+            itos.push(format!("a-really-quite-long-token-number-{i}"));
+        }
+        itos.push("a".into()); // a duplicate keeps its first id
+        itos.push("".into());
+        let m = FrozenMap::new(&itos);
+        let mut want = std::collections::HashMap::new();
+        for (i, t) in itos.iter().enumerate() {
+            want.entry(t.as_str()).or_insert(i as u32);
+        }
+        assert_eq!(m.len(), want.len());
+        for (t, &id) in &want {
+            assert_eq!(m.get(t), Some(id), "{t:?}");
+            if t.len() <= 8 {
+                assert_eq!(m.get_word(t, word8(t.as_bytes())), Some(id), "{t:?}");
+            }
+        }
+        for t in [
+            "b",
+            "a\0\0",
+            "\0\0",
+            "xxxxxxxxz",
+            "w5000",
+            "longer-token-5000",
+            "x".repeat(40).as_str(),
+            "é\0",
+        ] {
+            assert_eq!(m.get(t), None, "{t:?}");
+        }
+        let empty = FrozenMap::new::<&str>(&[]);
+        assert_eq!(
+            (empty.get("a"), empty.get(""), empty.len()),
+            (None, None, 0)
+        );
     }
 }
