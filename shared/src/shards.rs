@@ -1000,6 +1000,24 @@ impl ShardSet {
                 "field columns disagree with the manifest",
             ));
         }
+        // Every code names one of its column's levels (or is MISSING): Column::get indexes
+        // the levels with it.
+        for c in &fields.columns {
+            let n = c.levels.len() as u64;
+            if let Some(&bad) = c
+                .codes
+                .iter()
+                .find(|&&k| k != Column::MISSING && k as u64 >= n)
+            {
+                return Err(FormatError::corrupt(
+                    &fp,
+                    format!(
+                        "field column {:?} has the code {bad}, beyond its {n} values",
+                        c.name
+                    ),
+                ));
+            }
+        }
         let split = Split {
             name: name.to_string(),
             dtype: self.manifest.dtype,
@@ -1254,6 +1272,44 @@ mod tests {
     fn missing_file_is_reported() {
         let e = corrupt_and_open(|p| std::fs::remove_file(p.join("train.fields")).unwrap());
         assert!(e.contains("train.fields"), "{e}");
+    }
+
+    /// Rewrites `split`'s fields file with `f` applied to its decoded fields, with a valid
+    /// header and manifest entry: only the reader's own checks can catch the damage.
+    fn rewrite_fields(dir: &Path, split: &str, f: impl FnOnce(&mut Fields)) {
+        let name = format!("{split}.fields");
+        let bytes = std::fs::read(dir.join(&name)).unwrap();
+        let mut fields: Fields = bincode::deserialize(&bytes[HEADER_LEN..]).unwrap();
+        f(&mut fields);
+        let payload = bincode::serialize(&fields).unwrap();
+        let vh = std::str::from_utf8(&bytes[32..48]).unwrap();
+        let mut out = encode_header(Kind::Fields, 1, payload.len() as u64, vh).to_vec();
+        out.extend_from_slice(&payload);
+        std::fs::write(dir.join(&name), &out).unwrap();
+        let mpath = dir.join(MANIFEST_FILE);
+        let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+        let fi = &mut m.splits.get_mut(split).unwrap().fields_file;
+        fi.bytes = out.len() as u64;
+        fi.blake3 = blake3::hash(&payload).to_hex().to_string();
+        std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    }
+
+    /// Found by the shard_reader fuzz target: a field code beyond the column's levels (with
+    /// consistent checksums) opened fine and then panicked in Column::get.
+    #[test]
+    fn field_code_outside_the_levels_is_reported() {
+        let e = corrupt_and_open(|p| rewrite_fields(p, "train", |f| f.columns[0].codes[1] = 7));
+        assert!(
+            e.contains("train.fields") && e.contains("has the code 7, beyond its 1 values"),
+            "{e}"
+        );
+        // MISSING stays valid
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("s");
+        write_set(&out, tiny_vocab(10));
+        rewrite_fields(&out, "train", |f| f.columns[0].codes[0] = Column::MISSING);
+        let set = ShardSet::open(&out).unwrap();
+        assert_eq!(set.split("train").unwrap().fields.columns[0].get(0), None);
     }
 
     #[test]
