@@ -509,8 +509,8 @@ fn run_spooled(
     // Splits.
     let mut split_names: Vec<String> = vec!["train".into()];
     let mut split_of: Vec<u16> = vec![0; n_docs];
-    if let Some(col) = &a.split_col {
-        let i = fields.index[col.as_str()];
+    // With no documents (empty input) the split column was never seen: all train.
+    if let Some(&i) = a.split_col.as_deref().and_then(|c| fields.index.get(c)) {
         let mut by_name: BTreeMap<String, u16> = BTreeMap::new();
         split_names.clear();
         for (d, s) in split_of.iter_mut().enumerate() {
@@ -521,9 +521,6 @@ fn run_spooled(
                 split_names.push(name);
                 next
             });
-        }
-        if n_docs == 0 {
-            split_names.push("train".into());
         }
     } else if let Some(p) = a.valid_pct {
         split_names.push("valid".into());

@@ -11,14 +11,20 @@ fn help_lists_exit_codes_and_an_example() {
     let o = numericalize().arg("--help").output().unwrap();
     assert!(o.status.success());
     let s = String::from_utf8(o.stdout).unwrap();
-    assert!(s.contains("Exit codes:") && s.contains("130") && s.contains("numericalize -o shards/"), "{s}");
+    assert!(
+        s.contains("Exit codes:") && s.contains("130") && s.contains("numericalize -o shards/"),
+        "{s}"
+    );
 }
 
 #[test]
 fn usage_errors_exit_2() {
     let o = numericalize().arg("--no-such-flag").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
-    let o = numericalize().args(["--valid-pct", "0.1", "--split-col", "x", "-o", "/tmp/x"]).output().unwrap();
+    let o = numericalize()
+        .args(["--valid-pct", "0.1", "--split-col", "x", "-o", "/tmp/x"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -26,10 +32,37 @@ fn usage_errors_exit_2() {
 fn empty_input_gives_a_valid_empty_shard_set() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("s");
-    let o = numericalize().arg("-o").arg(&out).arg("-q").stdin(std::process::Stdio::null()).output().unwrap();
+    let o = numericalize()
+        .arg("-o")
+        .arg(&out)
+        .arg("-q")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let set = shared::shards::ShardSet::open(&out).unwrap();
     assert_eq!(set.manifest.docs, 0);
     assert_eq!(set.split("train").unwrap().docs(), 0);
     assert_eq!(set.vocab.len(), 16);
+}
+
+/// Found by the numericalize_apply fuzz target: an empty input with --split-col made the
+/// vocab-building path panic (the split column was never seen); it is an empty set, as without
+/// --split-col, and applying a vocab gives the same.
+#[test]
+fn empty_input_with_a_split_column_gives_an_empty_train_split() {
+    let d = tempfile::tempdir().unwrap();
+    let (built, applied) = (d.path().join("b"), d.path().join("a"));
+    for (out, vocab) in [(&built, None), (&applied, Some(&built))] {
+        let mut c = numericalize();
+        c.arg("-o").arg(out).args(["-q", "--split-col", "is_valid"]);
+        if let Some(v) = vocab {
+            c.arg("--vocab").arg(v);
+        }
+        let o = c.stdin(std::process::Stdio::null()).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let set = shared::shards::ShardSet::open(out).unwrap();
+        assert_eq!(set.manifest.docs, 0);
+        assert_eq!(set.split_names().collect::<Vec<_>>(), vec!["train"]);
+    }
 }
