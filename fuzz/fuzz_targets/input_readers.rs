@@ -9,20 +9,34 @@ use libfuzzer_sys::fuzz_target;
 use tokenize::input::{Columns, CsvSource, JsonlSource, LinesSource, Source};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, body)) = data.split_first() else { return };
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
     let lossy = sel & 0x10 != 0;
     let r: Box<dyn BufRead + Send> = Box::new(Cursor::new(body.to_vec()));
     let name = "fuzz".to_string();
     let two_texts = sel & 0x20 != 0;
     let cols = |text: &str, keep: &str| Columns {
-        text: if two_texts { vec![text.into(), keep.into()] } else { vec![text.into()] },
+        text: if two_texts {
+            vec![text.into(), keep.into()]
+        } else {
+            vec![text.into()]
+        },
         keep: vec![keep.into()],
     };
     let src: anyhow::Result<Box<dyn Source>> = match sel % 4 {
-        0 => CsvSource::new(name, r, b',', cols("text", "label"), lossy).map(|s| Box::new(s) as Box<dyn Source>),
-        1 => CsvSource::new(name, r, b'\t', cols("text", "label"), lossy).map(|s| Box::new(s) as Box<dyn Source>),
-        2 => Ok(Box::new(JsonlSource::new(name, r, cols("text", "label"), lossy))),
-        _ => LinesSource::new(name, r, cols("text", "line"), lossy).map(|s| Box::new(s) as Box<dyn Source>),
+        0 => CsvSource::new(name, r, b',', cols("text", "label"), lossy)
+            .map(|s| Box::new(s) as Box<dyn Source>),
+        1 => CsvSource::new(name, r, b'\t', cols("text", "label"), lossy)
+            .map(|s| Box::new(s) as Box<dyn Source>),
+        2 => Ok(Box::new(JsonlSource::new(
+            name,
+            r,
+            cols("text", "label"),
+            lossy,
+        ))),
+        _ => LinesSource::new(name, r, cols("text", "line"), lossy)
+            .map(|s| Box::new(s) as Box<dyn Source>),
     };
     let Ok(mut src) = src else { return };
     let mut docs = 0usize;

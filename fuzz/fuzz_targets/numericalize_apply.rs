@@ -20,7 +20,10 @@ fn read_dir(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let p = e.unwrap().path();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
         })
         .collect();
     v.sort();
@@ -28,7 +31,9 @@ fn read_dir(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, body)) = data.split_first() else { return };
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
     let d = tempfile::tempdir().unwrap();
     let p = |name: &str| d.path().join(name).to_string_lossy().into_owned();
     let input = p(if sel & 1 == 0 { "t.jsonl" } else { "t.txt" });
@@ -41,16 +46,38 @@ fuzz_target!(|data: &[u8]| {
         common.push("--lossy");
     }
     let (built, applied, m) = (p("built"), p("applied"), p("m.jsonl"));
-    let mut args = vec![input.as_str(), "-o", built.as_str(), "--metrics", m.as_str()];
+    let mut args = vec![
+        input.as_str(),
+        "-o",
+        built.as_str(),
+        "--metrics",
+        m.as_str(),
+    ];
     args.extend_from_slice(&common);
     let b = run(&args);
-    let vocab = if b.is_ok() { built.clone() } else { p("v.json") };
+    let vocab = if b.is_ok() {
+        built.clone()
+    } else {
+        p("v.json")
+    };
     if b.is_err() {
         // Any vocab will do to check that applying fails too.
         let counts: Vec<(String, u64)> = vec![("a".into(), 5), ("b".into(), 4)];
-        std::fs::write(&vocab, shared::vocab::Vocab::build(&counts, 100, 1).to_json()).unwrap();
+        std::fs::write(
+            &vocab,
+            shared::vocab::Vocab::build(&counts, 100, 1).to_json(),
+        )
+        .unwrap();
     }
-    let mut args = vec![input.as_str(), "--vocab", vocab.as_str(), "-o", applied.as_str(), "--metrics", m.as_str()];
+    let mut args = vec![
+        input.as_str(),
+        "--vocab",
+        vocab.as_str(),
+        "-o",
+        applied.as_str(),
+        "--metrics",
+        m.as_str(),
+    ];
     args.extend_from_slice(&common);
     let a = run(&args);
     match (&b, &a) {
@@ -71,6 +98,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         (Err(_), Err(_)) => {}
-        _ => panic!("build {:?} vs apply {:?}", b.as_ref().map_err(|e| e.to_string()), a.as_ref().map_err(|e| e.to_string())),
+        _ => panic!(
+            "build {:?} vs apply {:?}",
+            b.as_ref().map_err(|e| e.to_string()),
+            a.as_ref().map_err(|e| e.to_string())
+        ),
     }
 });

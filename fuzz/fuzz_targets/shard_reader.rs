@@ -34,13 +34,22 @@ fn base() -> &'static Vec<(String, Vec<u8>)> {
         let out = d.path().join("s");
         let counts: Vec<(String, u64)> = (0..20).map(|i| (format!("w{i}"), 100 - i)).collect();
         let vocab = Vocab::build(&counts, usize::MAX, 1);
-        let mut w = ShardSetWriter::create(&out, false, vocab, vec!["label".into(), "score".into()]).unwrap();
-        w.push_doc("train", &[2, 9, 10, 11], 0, &[Some("pos"), Some("1.5")]).unwrap();
-        w.push_doc("valid", &[2, 12], 1, &[Some("neg"), None]).unwrap();
-        w.push_doc("train", &[2, 13, 14], 2, &[None, Some("x")]).unwrap();
-        w.push_doc("train", &[], 3, &[Some("pos"), Some("2")]).unwrap();
+        let mut w =
+            ShardSetWriter::create(&out, false, vocab, vec!["label".into(), "score".into()])
+                .unwrap();
+        w.push_doc("train", &[2, 9, 10, 11], 0, &[Some("pos"), Some("1.5")])
+            .unwrap();
+        w.push_doc("valid", &[2, 12], 1, &[Some("neg"), None])
+            .unwrap();
+        w.push_doc("train", &[2, 13, 14], 2, &[None, Some("x")])
+            .unwrap();
+        w.push_doc("train", &[], 3, &[Some("pos"), Some("2")])
+            .unwrap();
         w.finish(serde_json::json!({"k": 1}), "fp".into()).unwrap();
-        FILES.iter().map(|f| (f.to_string(), std::fs::read(out.join(f)).unwrap())).collect()
+        FILES
+            .iter()
+            .map(|f| (f.to_string(), std::fs::read(out.join(f)).unwrap()))
+            .collect()
     })
 }
 
@@ -80,8 +89,12 @@ fn fix_header(file: &mut [u8], lengths: bool) {
 
 /// Points the manifest's entry for `name` at the file's new size and checksum.
 fn fix_manifest(manifest: &mut Vec<u8>, name: &str, file: &[u8]) {
-    let Ok(mut m) = serde_json::from_slice::<serde_json::Value>(manifest) else { return };
-    let Some(splits) = m.get_mut("splits").and_then(|s| s.as_object_mut()) else { return };
+    let Ok(mut m) = serde_json::from_slice::<serde_json::Value>(manifest) else {
+        return;
+    };
+    let Some(splits) = m.get_mut("splits").and_then(|s| s.as_object_mut()) else {
+        return;
+    };
     for split in splits.values_mut() {
         for key in ["tokens_file", "offsets_file", "fields_file"] {
             if let Some(f) = split.get_mut(key).filter(|f| f["name"] == name) {
@@ -124,7 +137,9 @@ fn read_all(set: &ShardSet) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [which, flags, ops @ ..] = data else { return };
+    let [which, flags, ops @ ..] = data else {
+        return;
+    };
     let mut files = base().clone();
     let k = *which as usize % FILES.len();
     edit(&mut files[k].1, flags & 1 != 0, ops);
@@ -140,7 +155,11 @@ fuzz_target!(|data: &[u8]| {
     for (name, bytes) in &files {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
-    let verify = if flags & 8 != 0 { Verify::Quick } else { Verify::Full };
+    let verify = if flags & 8 != 0 {
+        Verify::Quick
+    } else {
+        Verify::Full
+    };
     if let Ok(set) = ShardSet::open_dir(Path::new(dir), verify) {
         read_all(&set);
     }

@@ -48,7 +48,9 @@ fn check_json_line(line: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, body)) = data.split_first() else { return };
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
     // Lines as numericalize reads them.
     let _ = stream::parse_json_line(body);
     let _ = stream::check_text(body);
@@ -60,8 +62,14 @@ fuzz_target!(|data: &[u8]| {
         let doc = stream::parse_text_line(s);
         let mut sink = Collect::default();
         stream::visit_text_line(s, &mut sink);
-        assert_eq!(sink.0, doc.tokens.iter().map(Cow::to_string).collect::<Vec<_>>());
-        assert!(doc.tokens.iter().all(|t| !t.is_empty() && !t.bytes().any(|b| b.is_ascii_whitespace())));
+        assert_eq!(
+            sink.0,
+            doc.tokens.iter().map(Cow::to_string).collect::<Vec<_>>()
+        );
+        assert!(doc
+            .tokens
+            .iter()
+            .all(|t| !t.is_empty() && !t.bytes().any(|b| b.is_ascii_whitespace())));
         let _: Vec<(String, Value)> = doc.fields;
     }
     // Chunker: any chunk size gives back the lines of a plain split.

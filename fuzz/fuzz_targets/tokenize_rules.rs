@@ -13,12 +13,17 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let tok = TOK.get_or_init(Tokenizer::new);
     let tokens = tok.tokenize(&text);
-    assert_eq!(tokens.first().map(String::as_str), Some("xxbos"), "{text:?}");
+    assert_eq!(
+        tokens.first().map(String::as_str),
+        Some("xxbos"),
+        "{text:?}"
+    );
     let mut sc = Scratch::default();
     let mut json = b"[".to_vec();
     let n = tok.tokenize_json_into(&text, &mut sc, &mut json);
     json.push(b']');
-    let back: Vec<String> = serde_json::from_slice(&json).expect("tokenize_json_into writes valid JSON");
+    let back: Vec<String> =
+        serde_json::from_slice(&json).expect("tokenize_json_into writes valid JSON");
     assert_eq!(back, tokens, "{text:?}");
     assert_eq!(n, tokens.len());
     let _ = tok.apply_rules(&text);
