@@ -24,7 +24,12 @@ pub struct Input {
 impl Input {
     pub fn open(path: &Path) -> Result<Input> {
         if crate::cli::is_stdio(path) {
-            return Ok(Input { name: "<stdin>".into(), path: None, len: None, reader: Box::new(io::stdin()) });
+            return Ok(Input {
+                name: "<stdin>".into(),
+                path: None,
+                len: None,
+                reader: Box::new(io::stdin()),
+            });
         }
         let name = path.display().to_string();
         if path.is_dir() {
@@ -32,7 +37,12 @@ impl Input {
         }
         let f = File::open(path).with_context(|| format!("{name}: cannot open"))?;
         let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-        Ok(Input { name, path: Some(path.to_path_buf()), len, reader: Box::new(f) })
+        Ok(Input {
+            name,
+            path: Some(path.to_path_buf()),
+            len,
+            reader: Box::new(f),
+        })
     }
 
     /// Opens every path (stdin when the list is empty). All are opened before any is read,
@@ -62,7 +72,9 @@ impl Chunk {
             if start >= data.len() {
                 return None;
             }
-            let end = memchr::memchr(b'\n', &data[start..]).map(|i| start + i).unwrap_or(data.len());
+            let end = memchr::memchr(b'\n', &data[start..])
+                .map(|i| start + i)
+                .unwrap_or(data.len());
             let mut line = &data[start..end];
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
@@ -85,37 +97,70 @@ pub struct Chunker<R> {
     target: usize,
     pub hasher: blake3::Hasher,
     pub bytes_read: u64,
+    spare: Option<Vec<u8>>,
 }
 
 impl<R: Read> Chunker<R> {
     pub fn new(r: R, target: usize) -> Self {
-        Chunker { r, carry: Vec::new(), next_line: 1, eof: false, target, hasher: blake3::Hasher::new(), bytes_read: 0 }
+        Chunker {
+            r,
+            carry: Vec::new(),
+            next_line: 1,
+            eof: false,
+            target,
+            hasher: blake3::Hasher::new(),
+            bytes_read: 0,
+            spare: None,
+        }
     }
 
+    /// A chunker whose input starts with `prefix` (bytes already read from `r`, e.g. to sniff
+    /// the format), then goes on with `r`. The prefix counts as read and is hashed.
+    pub fn with_prefix(prefix: Vec<u8>, r: R, target: usize) -> Self {
+        let mut c = Self::new(r, target);
+        c.hasher.update(&prefix);
+        c.bytes_read = prefix.len() as u64;
+        c.carry = prefix;
+        c
+    }
+
+    /// Reads up to `want` more bytes into `buf` (fewer only at end of input). The new bytes go
+    /// into spare capacity, so nothing is zeroed first.
     fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
         let old = buf.len();
-        buf.resize(old + want, 0);
-        let n = loop {
-            match self.r.read(&mut buf[old..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    buf.truncate(old);
-                    return Err(e);
-                }
-            }
-        };
-        buf.truncate(old + n);
+        buf.reserve(want);
+        // read_to_end retries on Interrupted and stops at the limit or at end of input.
+        if let Err(e) = (&mut self.r).take(want as u64).read_to_end(buf) {
+            buf.truncate(old);
+            return Err(e);
+        }
+        let n = buf.len() - old;
         self.hasher.update(&buf[old..]);
         self.bytes_read += n as u64;
-        if n == 0 {
+        if n < want {
             self.eof = true;
         }
         Ok(n)
     }
 
+    /// Gives back a chunk's buffer once its lines are used, so the next chunk reuses its memory
+    /// (no fresh pages to fault in for every chunk).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if buf.capacity() > self.spare.as_ref().map_or(0, Vec::capacity) {
+            self.spare = Some(buf);
+        }
+    }
+
     pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
-        let mut buf = std::mem::take(&mut self.carry);
+        let mut buf = match self.spare.take() {
+            Some(mut b) => {
+                b.clear();
+                b.extend_from_slice(&self.carry);
+                self.carry.clear();
+                b
+            }
+            None => std::mem::take(&mut self.carry),
+        };
         while !self.eof && buf.len() < self.target {
             let want = self.target - buf.len() + (1 << 16);
             self.fill(&mut buf, want)?;
@@ -139,11 +184,15 @@ impl<R: Read> Chunker<R> {
         }
         if let Some(cut) = cut {
             if !self.eof || cut < buf.len() {
-                self.carry = buf[cut..].to_vec();
+                self.carry.clear();
+                self.carry.extend_from_slice(&buf[cut..]);
                 buf.truncate(cut);
             }
         }
-        let chunk = Chunk { first_line: self.next_line, data: buf };
+        let chunk = Chunk {
+            first_line: self.next_line,
+            data: buf,
+        };
         self.next_line += count_lines(&chunk.data);
         Ok(Some(chunk))
     }
@@ -176,8 +225,13 @@ mod tests {
     #[test]
     fn lines_survive_any_chunk_size() {
         let input = b"a\r\nbb\n\nlong line here\nlast";
-        let want: Vec<(u64, String)> =
-            vec![(1, "a".into()), (2, "bb".into()), (3, "".into()), (4, "long line here".into()), (5, "last".into())];
+        let want: Vec<(u64, String)> = vec![
+            (1, "a".into()),
+            (2, "bb".into()),
+            (3, "".into()),
+            (4, "long line here".into()),
+            (5, "last".into()),
+        ];
         for t in [1, 2, 3, 5, 8, 100] {
             assert_eq!(all_lines(input, t), want, "target {t}");
         }

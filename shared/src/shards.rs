@@ -181,29 +181,51 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
 fn decode_header(path: &Path, bytes: &[u8], kind: Kind, vocab_hash: &str) -> Result<Header> {
     if bytes.len() < HEADER_LEN {
         if bytes.len() >= 8 && &bytes[..8] != MAGIC {
-            return Err(FormatError::BadMagic { path: path.into(), expected: "shard" });
+            return Err(FormatError::BadMagic {
+                path: path.into(),
+                expected: "shard",
+            });
         }
-        return Err(FormatError::corrupt(path, format!("{} bytes, shorter than the 64-byte header", bytes.len())));
+        return Err(FormatError::corrupt(
+            path,
+            format!("{} bytes, shorter than the 64-byte header", bytes.len()),
+        ));
     }
     let h = &bytes[..HEADER_LEN];
     if &h[..8] != MAGIC {
-        return Err(FormatError::BadMagic { path: path.into(), expected: "shard" });
+        return Err(FormatError::BadMagic {
+            path: path.into(),
+            expected: "shard",
+        });
     }
     let version = u32_at(h, 8);
     if version != SHARD_VERSION {
-        return Err(FormatError::Version { path: path.into(), found: version, supported: SHARD_VERSION });
+        return Err(FormatError::Version {
+            path: path.into(),
+            found: version,
+            supported: SHARD_VERSION,
+        });
     }
     if h[56..64] != blake3::hash(&h[..56]).as_bytes()[..8] {
         return Err(FormatError::corrupt(path, "header checksum mismatch"));
     }
     let k = u32_at(h, 12);
     if k != kind as u32 {
-        return Err(FormatError::corrupt(path, format!("header says kind {k}, expected {} ({})", kind as u32, kind.ext())));
+        return Err(FormatError::corrupt(
+            path,
+            format!(
+                "header says kind {k}, expected {} ({})",
+                kind as u32,
+                kind.ext()
+            ),
+        ));
     }
     let elem = u32_at(h, 16);
     let count = u64_at(h, 24);
     let payload = u64_at(h, 48);
-    let stored_hash = String::from_utf8_lossy(&h[32..48]).trim_end_matches('\0').to_string();
+    let stored_hash = String::from_utf8_lossy(&h[32..48])
+        .trim_end_matches('\0')
+        .to_string();
     if stored_hash != vocab_hash {
         return Err(FormatError::VocabMismatch {
             path: path.into(),
@@ -213,13 +235,18 @@ fn decode_header(path: &Path, bytes: &[u8], kind: Kind, vocab_hash: &str) -> Res
         });
     }
     if count.checked_mul(elem as u64) != Some(payload) {
-        return Err(FormatError::corrupt(path, "header payload length disagrees with its count"));
+        return Err(FormatError::corrupt(
+            path,
+            "header payload length disagrees with its count",
+        ));
     }
     let actual = (bytes.len() - HEADER_LEN) as u64;
     if actual != payload {
         return Err(FormatError::corrupt(
             path,
-            format!("payload is {actual} bytes but the header says {payload} (truncated or extended)"),
+            format!(
+                "payload is {actual} bytes but the header says {payload} (truncated or extended)"
+            ),
         ));
     }
     Ok(Header { elem, count })
@@ -250,11 +277,28 @@ impl Column {
 
     /// Parses every value as f64 (missing → None). `Err` names the first value that is not a number.
     pub fn as_f64(&self) -> std::result::Result<Vec<Option<f64>>, String> {
-        let levels: Vec<Option<f64>> = self.levels.iter().map(|l| l.trim().parse::<f64>().ok()).collect();
+        let levels: Vec<Option<f64>> = self
+            .levels
+            .iter()
+            .map(|l| l.trim().parse::<f64>().ok())
+            .collect();
         if let Some((i, _)) = levels.iter().enumerate().find(|(_, v)| v.is_none()) {
-            return Err(format!("column {:?} has the non-numeric value {:?}", self.name, self.levels[i]));
+            return Err(format!(
+                "column {:?} has the non-numeric value {:?}",
+                self.name, self.levels[i]
+            ));
         }
-        Ok(self.codes.iter().map(|&c| if c == Self::MISSING { None } else { levels[c as usize] }).collect())
+        Ok(self
+            .codes
+            .iter()
+            .map(|&c| {
+                if c == Self::MISSING {
+                    None
+                } else {
+                    levels[c as usize]
+                }
+            })
+            .collect())
     }
 }
 
@@ -283,7 +327,10 @@ pub struct ColumnBuilder {
 
 impl ColumnBuilder {
     pub fn new(name: impl Into<String>) -> Self {
-        ColumnBuilder { name: name.into(), ..Default::default() }
+        ColumnBuilder {
+            name: name.into(),
+            ..Default::default()
+        }
     }
     pub fn name(&self) -> &str {
         &self.name
@@ -320,7 +367,11 @@ impl ColumnBuilder {
         }
     }
     pub fn finish(self) -> Column {
-        Column { name: self.name, levels: self.levels, codes: self.codes }
+        Column {
+            name: self.name,
+            levels: self.levels,
+            codes: self.codes,
+        }
     }
 }
 
@@ -338,26 +389,51 @@ struct PayloadWriter {
 
 impl PayloadWriter {
     fn create(path: PathBuf, kind: Kind, elem: u32) -> anyhow::Result<Self> {
-        let f = File::create(&path).with_context(|| format!("{}: cannot create", path.display()))?;
+        let f =
+            File::create(&path).with_context(|| format!("{}: cannot create", path.display()))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
-        w.write_all(&[0u8; HEADER_LEN]).with_context(|| format!("{}: write failed", path.display()))?;
-        Ok(PayloadWriter { path, w, hasher: blake3::Hasher::new(), count: 0, kind, elem })
+        w.write_all(&[0u8; HEADER_LEN])
+            .with_context(|| format!("{}: write failed", path.display()))?;
+        Ok(PayloadWriter {
+            path,
+            w,
+            hasher: blake3::Hasher::new(),
+            count: 0,
+            kind,
+            elem,
+        })
     }
 
     fn write(&mut self, bytes: &[u8], count: u64) -> anyhow::Result<()> {
         self.hasher.update(bytes);
         self.count += count;
-        self.w.write_all(bytes).with_context(|| format!("{}: write failed", self.path.display()))
+        self.w
+            .write_all(bytes)
+            .with_context(|| format!("{}: write failed", self.path.display()))
     }
 
     fn finish(self, vocab_hash: &str) -> anyhow::Result<FileInfo> {
-        let name = self.path.file_name().expect("file name").to_string_lossy().into_owned();
-        let mut f = self.w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("{}: write failed", self.path.display()))?;
+        let name = self
+            .path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        let mut f = self
+            .w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("{}: write failed", self.path.display()))?;
         let header = encode_header(self.kind, self.elem, self.count, vocab_hash);
         f.seek(SeekFrom::Start(0))?;
-        f.write_all(&header).with_context(|| format!("{}: write failed", self.path.display()))?;
+        f.write_all(&header)
+            .with_context(|| format!("{}: write failed", self.path.display()))?;
         let bytes = HEADER_LEN as u64 + self.count * self.elem as u64;
-        Ok(FileInfo { name, bytes, blake3: self.hasher.finalize().to_hex().to_string() })
+        Ok(FileInfo {
+            name,
+            bytes,
+            blake3: self.hasher.finalize().to_hex().to_string(),
+        })
     }
 }
 
@@ -367,6 +443,9 @@ struct SplitWriter {
     fields_path: PathBuf,
     columns: Vec<ColumnBuilder>,
     rows: Vec<u64>,
+    /// Documents written to `tokens`/`offsets` (rows and columns catch up by the end when the
+    /// fields are given separately, see [`ShardSetWriter::push_fields`]).
+    docs: u64,
     n_tokens: u64,
     buf: Vec<u8>,
 }
@@ -375,26 +454,55 @@ struct SplitWriter {
 /// Dropping it without finishing leaves nothing behind.
 pub struct ShardSetWriter {
     dir: AtomicDir,
-    vocab: Vocab,
+    vocab: std::sync::Arc<Vocab>,
     dtype: Dtype,
     field_names: Vec<String>,
     splits: BTreeMap<String, SplitWriter>,
+}
+
+fn write_plain(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("{}: write failed", path.display()))
 }
 
 /// Split names become file names: keep them simple.
 pub fn valid_split_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !name.starts_with('-')
 }
 
 impl ShardSetWriter {
-    pub fn create(target: &Path, force: bool, vocab: Vocab, field_names: Vec<String>) -> anyhow::Result<Self> {
+    pub fn create(
+        target: &Path,
+        force: bool,
+        vocab: Vocab,
+        field_names: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        Self::create_shared(target, force, std::sync::Arc::new(vocab), field_names)
+    }
+
+    /// [`ShardSetWriter::create`] with a vocab the caller goes on using (e.g. on other threads).
+    pub fn create_shared(
+        target: &Path,
+        force: bool,
+        vocab: std::sync::Arc<Vocab>,
+        field_names: Vec<String>,
+    ) -> anyhow::Result<Self> {
         let dir = AtomicDir::create(target, force)?;
-        crate::atomic::write_file(dir.path().join(VOCAB_FILE), &vocab.to_json(), false)?;
+        // Plain writes inside the temporary directory: AtomicDir::commit syncs every file
+        // before it publishes the directory.
+        write_plain(&dir.path().join(VOCAB_FILE), &vocab.to_json())?;
         let dtype = Dtype::for_vocab(vocab.len());
-        Ok(ShardSetWriter { dir, vocab, dtype, field_names, splits: BTreeMap::new() })
+        Ok(ShardSetWriter {
+            dir,
+            vocab,
+            dtype,
+            field_names,
+            splits: BTreeMap::new(),
+        })
     }
 
     pub fn vocab(&self) -> &Vocab {
@@ -403,20 +511,25 @@ impl ShardSetWriter {
 
     fn split_writer(&mut self, split: &str) -> anyhow::Result<&mut SplitWriter> {
         if !self.splits.contains_key(split) {
-            anyhow::ensure!(valid_split_name(split), "split name {split:?} must be letters, digits, '_' or '-'");
+            anyhow::ensure!(
+                valid_split_name(split),
+                "split name {split:?} must be letters, digits, '_' or '-'"
+            );
             let base = self.dir.path();
-            let mut offsets = PayloadWriter::create(base.join(format!("{split}.offsets")), Kind::Offsets, 8)?;
+            let mut offsets =
+                PayloadWriter::create(base.join(format!("{split}.offsets")), Kind::Offsets, 8)?;
             offsets.write(&0u64.to_le_bytes(), 1)?;
             let sw = SplitWriter {
-                tokens: PayloadWriter::create(base.join(format!("{split}.tokens")), Kind::Tokens, self.dtype.size())?,
+                tokens: PayloadWriter::create(
+                    base.join(format!("{split}.tokens")),
+                    Kind::Tokens,
+                    self.dtype.size(),
+                )?,
                 offsets,
                 fields_path: base.join(format!("{split}.fields")),
-                columns: self
-                    .field_names
-                    .iter()
-                    .map(ColumnBuilder::new)
-                    .collect(),
+                columns: self.field_names.iter().map(ColumnBuilder::new).collect(),
                 rows: Vec::new(),
+                docs: 0,
                 n_tokens: 0,
                 buf: Vec::with_capacity(1 << 16),
             };
@@ -427,13 +540,21 @@ impl ShardSetWriter {
 
     /// Appends one document (ids must be < vocab size) with its input row and field values
     /// (one per field name, in order).
-    pub fn push_doc(&mut self, split: &str, ids: &[u32], row: u64, fields: &[Option<&str>]) -> anyhow::Result<()> {
+    pub fn push_doc(
+        &mut self,
+        split: &str,
+        ids: &[u32],
+        row: u64,
+        fields: &[Option<&str>],
+    ) -> anyhow::Result<()> {
         debug_assert_eq!(fields.len(), self.field_names.len());
         let dtype = self.dtype;
         let sw = self.split_writer(split)?;
         sw.buf.clear();
         match dtype {
-            Dtype::U16 => sw.buf.extend(ids.iter().flat_map(|&i| (i as u16).to_le_bytes())),
+            Dtype::U16 => sw
+                .buf
+                .extend(ids.iter().flat_map(|&i| (i as u16).to_le_bytes())),
             Dtype::U32 => sw.buf.extend(ids.iter().flat_map(|&i| i.to_le_bytes())),
         }
         let buf = std::mem::take(&mut sw.buf);
@@ -442,7 +563,77 @@ impl ShardSetWriter {
         sw.n_tokens += ids.len() as u64;
         let end = sw.n_tokens;
         sw.offsets.write(&end.to_le_bytes(), 1)?;
+        sw.docs += 1;
         sw.rows.push(row);
+        for (c, v) in sw.columns.iter_mut().zip(fields) {
+            c.push(*v);
+        }
+        Ok(())
+    }
+
+    /// Token id width of this set's files: what [`ShardSetWriter::push_encoded`] takes.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// Appends documents whose ids are already encoded little-endian in [`ShardSetWriter::dtype`],
+    /// back to back in `tokens`; `lens` holds each document's token count and `rows` its input
+    /// row. Their field values follow later, in the same order, with
+    /// [`ShardSetWriter::push_fields`] (for writers that learn the field names only at the end).
+    /// Ids must be below the vocab size.
+    pub fn push_encoded(
+        &mut self,
+        split: &str,
+        tokens: &[u8],
+        lens: &[u32],
+        rows: impl IntoIterator<Item = u64>,
+    ) -> anyhow::Result<()> {
+        let elem = self.dtype.size() as usize;
+        let sw = self.split_writer(split)?;
+        let n: u64 = lens.iter().map(|&l| l as u64).sum();
+        anyhow::ensure!(
+            tokens.len() as u64 == n * elem as u64,
+            "push_encoded: {} bytes for {n} tokens",
+            tokens.len()
+        );
+        sw.tokens.write(tokens, n)?;
+        sw.buf.clear();
+        for &l in lens {
+            sw.n_tokens += l as u64;
+            sw.buf.extend_from_slice(&sw.n_tokens.to_le_bytes());
+        }
+        let buf = std::mem::take(&mut sw.buf);
+        sw.offsets.write(&buf, lens.len() as u64)?;
+        sw.buf = buf;
+        sw.docs += lens.len() as u64;
+        let before = sw.rows.len();
+        sw.rows.extend(rows);
+        anyhow::ensure!(
+            sw.rows.len() - before == lens.len(),
+            "push_encoded: rows and lens differ in number"
+        );
+        Ok(())
+    }
+
+    /// Declares the passthrough field names after documents were added with
+    /// [`ShardSetWriter::push_encoded`], before any [`ShardSetWriter::push_fields`].
+    pub fn set_field_names(&mut self, names: Vec<String>) -> anyhow::Result<()> {
+        for (name, sw) in &mut self.splits {
+            anyhow::ensure!(
+                sw.columns.iter().all(|c| c.is_empty()),
+                "set_field_names: split {name} already has field values"
+            );
+            sw.columns = names.iter().map(ColumnBuilder::new).collect();
+        }
+        self.field_names = names;
+        Ok(())
+    }
+
+    /// The field values (one per field name) of the next document of `split` whose tokens were
+    /// given with [`ShardSetWriter::push_encoded`].
+    pub fn push_fields(&mut self, split: &str, fields: &[Option<&str>]) -> anyhow::Result<()> {
+        debug_assert_eq!(fields.len(), self.field_names.len());
+        let sw = self.split_writer(split)?;
         for (c, v) in sw.columns.iter_mut().zip(fields) {
             c.push(*v);
         }
@@ -455,22 +646,48 @@ impl ShardSetWriter {
     }
 
     /// Writes the manifest, syncs and publishes the directory.
-    pub fn finish(self, settings: serde_json::Value, input_fingerprint: String) -> anyhow::Result<Manifest> {
+    pub fn finish(
+        self,
+        settings: serde_json::Value,
+        input_fingerprint: String,
+    ) -> anyhow::Result<Manifest> {
         let vh = self.vocab.hash().to_string();
         let mut splits = BTreeMap::new();
         let (mut docs, mut tokens) = (0, 0);
         for (name, sw) in self.splits {
-            let n_docs = sw.rows.len() as u64;
+            let n_docs = sw.docs;
+            anyhow::ensure!(
+                sw.rows.len() as u64 == n_docs
+                    && sw.columns.iter().all(|c| c.len() as u64 == n_docs),
+                "split {name}: field values for {} of its {n_docs} documents",
+                sw.columns
+                    .iter()
+                    .map(|c| c.len())
+                    .min()
+                    .unwrap_or(sw.rows.len())
+            );
             let tokens_file = sw.tokens.finish(&vh)?;
             let offsets_file = sw.offsets.finish(&vh)?;
-            let fields = Fields { rows: sw.rows, columns: sw.columns.into_iter().map(ColumnBuilder::finish).collect() };
+            let fields = Fields {
+                rows: sw.rows,
+                columns: sw.columns.into_iter().map(ColumnBuilder::finish).collect(),
+            };
             let payload = bincode::serialize(&fields).context("encoding fields")?;
             let mut fw = PayloadWriter::create(sw.fields_path, Kind::Fields, 1)?;
             fw.write(&payload, payload.len() as u64)?;
             let fields_file = fw.finish(&vh)?;
             docs += n_docs;
             tokens += sw.n_tokens;
-            splits.insert(name, SplitInfo { docs: n_docs, tokens: sw.n_tokens, tokens_file, offsets_file, fields_file });
+            splits.insert(
+                name,
+                SplitInfo {
+                    docs: n_docs,
+                    tokens: sw.n_tokens,
+                    tokens_file,
+                    offsets_file,
+                    fields_file,
+                },
+            );
         }
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
@@ -488,7 +705,7 @@ impl ShardSetWriter {
         };
         let mut json = serde_json::to_vec_pretty(&manifest)?;
         json.push(b'\n');
-        crate::atomic::write_file(self.dir.path().join(MANIFEST_FILE), &json, false)?;
+        write_plain(&self.dir.path().join(MANIFEST_FILE), &json)?;
         self.dir.commit()?;
         Ok(manifest)
     }
@@ -607,7 +824,13 @@ pub struct ShardSet {
 
 impl std::fmt::Debug for Split {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Split({}, {} docs, {} tokens)", self.name, self.docs(), self.n_tokens())
+        write!(
+            f,
+            "Split({}, {} docs, {} tokens)",
+            self.name,
+            self.docs(),
+            self.n_tokens()
+        )
     }
 }
 
@@ -636,16 +859,28 @@ impl ShardSet {
         let bytes = std::fs::read(&mpath).map_err(|e| FormatError::io(&mpath, e))?;
         // Check format and version before the full schema, so an old or foreign file says so.
         let raw: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| FormatError::Json { path: mpath.clone(), msg: e.to_string() })?;
+            serde_json::from_slice(&bytes).map_err(|e| FormatError::Json {
+                path: mpath.clone(),
+                msg: e.to_string(),
+            })?;
         if raw.get("format").and_then(|v| v.as_str()) != Some(MANIFEST_FORMAT) {
-            return Err(FormatError::invalid(&mpath, format!("not a shard-set manifest (format is not {MANIFEST_FORMAT:?})")));
+            return Err(FormatError::invalid(
+                &mpath,
+                format!("not a shard-set manifest (format is not {MANIFEST_FORMAT:?})"),
+            ));
         }
         let version = raw.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
         if version != SHARD_VERSION {
-            return Err(FormatError::Version { path: mpath, found: version, supported: SHARD_VERSION });
+            return Err(FormatError::Version {
+                path: mpath,
+                found: version,
+                supported: SHARD_VERSION,
+            });
         }
-        let manifest: Manifest = serde_json::from_value(raw)
-            .map_err(|e| FormatError::Json { path: mpath.clone(), msg: e.to_string() })?;
+        let manifest: Manifest = serde_json::from_value(raw).map_err(|e| FormatError::Json {
+            path: mpath.clone(),
+            msg: e.to_string(),
+        })?;
         let vocab = Vocab::load(dir.join(VOCAB_FILE))?;
         if vocab.hash() != manifest.vocab_hash {
             return Err(FormatError::VocabMismatch {
@@ -655,14 +890,30 @@ impl ShardSet {
                 context: "vocab.json vs manifest.json".into(),
             });
         }
-        if vocab.len() as u64 != manifest.vocab_size || Dtype::for_vocab(vocab.len()) != manifest.dtype {
-            return Err(FormatError::corrupt(&mpath, "vocab size or dtype disagrees with vocab.json"));
+        if vocab.len() as u64 != manifest.vocab_size
+            || Dtype::for_vocab(vocab.len()) != manifest.dtype
+        {
+            return Err(FormatError::corrupt(
+                &mpath,
+                "vocab size or dtype disagrees with vocab.json",
+            ));
         }
-        let (d, t) = manifest.splits.values().fold((0, 0), |(d, t), s| (d + s.docs, t + s.tokens));
+        let (d, t) = manifest
+            .splits
+            .values()
+            .fold((0, 0), |(d, t), s| (d + s.docs, t + s.tokens));
         if d != manifest.docs || t != manifest.tokens {
-            return Err(FormatError::corrupt(&mpath, "split counts do not add up to the totals"));
+            return Err(FormatError::corrupt(
+                &mpath,
+                "split counts do not add up to the totals",
+            ));
         }
-        let set = ShardSet { dir: dir.to_path_buf(), manifest, vocab, verify };
+        let set = ShardSet {
+            dir: dir.to_path_buf(),
+            manifest,
+            vocab,
+            verify,
+        };
         // Check every split now, so a damaged set fails at open, not hours into training.
         for name in set.manifest.splits.keys() {
             set.split(name)?;
@@ -682,54 +933,118 @@ impl ShardSet {
     pub fn split(&self, name: &str) -> Result<Split> {
         let info = self.manifest.splits.get(name).ok_or_else(|| {
             let have: Vec<&str> = self.split_names().collect();
-            FormatError::invalid(&self.dir, format!("no split {name:?} (splits: {})", have.join(", ")))
+            FormatError::invalid(
+                &self.dir,
+                format!("no split {name:?} (splits: {})", have.join(", ")),
+            )
         })?;
         let vh = &self.manifest.vocab_hash;
         let check_file = |fi: &FileInfo, kind: Kind| -> Result<(PathBuf, Mmap, Header)> {
             let expected_name = format!("{name}.{}", kind.ext());
             let p = self.dir.join(&fi.name);
             if fi.name != expected_name {
-                return Err(FormatError::corrupt(self.dir.join(MANIFEST_FILE), format!("split {name} lists file {:?}", fi.name)));
+                return Err(FormatError::corrupt(
+                    self.dir.join(MANIFEST_FILE),
+                    format!("split {name} lists file {:?}", fi.name),
+                ));
             }
             let m = map_file(&p)?;
             if m.len() as u64 != fi.bytes {
-                return Err(FormatError::corrupt(&p, format!("{} bytes but the manifest says {} (truncated or replaced)", m.len(), fi.bytes)));
+                return Err(FormatError::corrupt(
+                    &p,
+                    format!(
+                        "{} bytes but the manifest says {} (truncated or replaced)",
+                        m.len(),
+                        fi.bytes
+                    ),
+                ));
             }
             let h = decode_header(&p, &m, kind, vh)?;
             if self.verify == Verify::Full {
                 let sum = blake3::hash(&m[HEADER_LEN..]).to_hex().to_string();
                 if sum != fi.blake3 {
-                    return Err(FormatError::Checksum { path: p, what: "payload BLAKE3 differs from the manifest".into() });
+                    return Err(FormatError::Checksum {
+                        path: p,
+                        what: "payload BLAKE3 differs from the manifest".into(),
+                    });
                 }
             }
             Ok((p, m, h))
         };
         let (tp, tokens, th) = check_file(&info.tokens_file, Kind::Tokens)?;
         if th.elem != self.manifest.dtype.size() || th.count != info.tokens {
-            return Err(FormatError::corrupt(&tp, "token count or width disagrees with the manifest"));
+            return Err(FormatError::corrupt(
+                &tp,
+                "token count or width disagrees with the manifest",
+            ));
         }
         let (op, offsets, oh) = check_file(&info.offsets_file, Kind::Offsets)?;
         if oh.elem != 8 || oh.count != info.docs + 1 {
-            return Err(FormatError::corrupt(&op, "document count disagrees with the manifest"));
+            return Err(FormatError::corrupt(
+                &op,
+                "document count disagrees with the manifest",
+            ));
         }
         let (fp, fmap, _) = check_file(&info.fields_file, Kind::Fields)?;
         let fields: Fields = bincode::deserialize(&fmap[HEADER_LEN..])
             .map_err(|e| FormatError::corrupt(&fp, format!("fields do not decode: {e}")))?;
         if fields.rows.len() as u64 != info.docs
             || fields.columns.len() != self.manifest.fields.len()
-            || fields.columns.iter().any(|c| c.codes.len() as u64 != info.docs)
+            || fields
+                .columns
+                .iter()
+                .any(|c| c.codes.len() as u64 != info.docs)
         {
-            return Err(FormatError::corrupt(&fp, "field columns disagree with the manifest"));
+            return Err(FormatError::corrupt(
+                &fp,
+                "field columns disagree with the manifest",
+            ));
         }
-        let split = Split { name: name.to_string(), dtype: self.manifest.dtype, tokens, offsets, fields };
+        // Every code names one of its column's levels (or is MISSING): Column::get indexes
+        // the levels with it.
+        for c in &fields.columns {
+            let n = c.levels.len() as u64;
+            if let Some(&bad) = c
+                .codes
+                .iter()
+                .find(|&&k| k != Column::MISSING && k as u64 >= n)
+            {
+                return Err(FormatError::corrupt(
+                    &fp,
+                    format!(
+                        "field column {:?} has the code {bad}, beyond its {n} values",
+                        c.name
+                    ),
+                ));
+            }
+        }
+        let split = Split {
+            name: name.to_string(),
+            dtype: self.manifest.dtype,
+            tokens,
+            offsets,
+            fields,
+        };
         let o = split.offsets();
-        if o[0] != 0 || *o.last().expect("docs+1 offsets") != info.tokens || o.windows(2).any(|w| w[0] > w[1]) {
-            return Err(FormatError::corrupt(&op, "offsets are not increasing from 0 to the token count"));
+        if o[0] != 0
+            || *o.last().expect("docs+1 offsets") != info.tokens
+            || o.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(FormatError::corrupt(
+                &op,
+                "offsets are not increasing from 0 to the token count",
+            ));
         }
         if self.verify == Verify::Full {
             if let Some(m) = split.tokens().max() {
                 if m as u64 >= self.manifest.vocab_size {
-                    return Err(FormatError::corrupt(&tp, format!("token id {m} is outside the vocab of {}", self.manifest.vocab_size)));
+                    return Err(FormatError::corrupt(
+                        &tp,
+                        format!(
+                            "token id {m} is outside the vocab of {}",
+                            self.manifest.vocab_size
+                        ),
+                    ));
                 }
             }
         }
@@ -743,7 +1058,9 @@ impl ShardSet {
                 path: self.dir.clone(),
                 found: self.manifest.vocab_hash.clone(),
                 expected: vocab_hash.into(),
-                context: format!("{what}; re-run `numericalize --vocab <that vocab>` to make shards with it"),
+                context: format!(
+                    "{what}; re-run `numericalize --vocab <that vocab>` to make shards with it"
+                ),
             });
         }
         Ok(())
@@ -782,10 +1099,17 @@ mod tests {
         assert!(tr.doc(2).is_empty());
         assert_eq!(tr.fields.rows, vec![0, 2, 3]);
         let lab = tr.fields.column("label").unwrap();
-        assert_eq!((lab.get(0), lab.get(1), lab.get(2)), (Some("pos"), None, Some("pos")));
+        assert_eq!(
+            (lab.get(0), lab.get(1), lab.get(2)),
+            (Some("pos"), None, Some("pos"))
+        );
         let va = set.split("valid").unwrap();
         assert_eq!(va.tokens().iter().collect::<Vec<_>>(), vec![2, 11]);
-        assert!(set.split("test").unwrap_err().to_string().contains("no split \"test\" (splits: train, valid)"));
+        assert!(set
+            .split("test")
+            .unwrap_err()
+            .to_string()
+            .contains("no split \"test\" (splits: train, valid)"));
     }
 
     #[test]
@@ -795,7 +1119,84 @@ mod tests {
         let m = write_set(&out, tiny_vocab(70_000));
         assert_eq!(m.dtype, Dtype::U32);
         let set = ShardSet::open(&out).unwrap();
-        assert_eq!(set.split("train").unwrap().doc(0).iter().collect::<Vec<_>>(), vec![2, 9, 10]);
+        assert_eq!(
+            set.split("train")
+                .unwrap()
+                .doc(0)
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![2, 9, 10]
+        );
+    }
+
+    /// The same set as [`write_set`], written with push_encoded and late field names.
+    fn write_set_encoded(dir: &Path, vocab: Vocab) -> Manifest {
+        let mut w = ShardSetWriter::create(dir, false, vocab, Vec::new()).unwrap();
+        let enc = |ids: &[u32], d: Dtype| -> Vec<u8> {
+            match d {
+                Dtype::U16 => ids.iter().flat_map(|&i| (i as u16).to_le_bytes()).collect(),
+                Dtype::U32 => ids.iter().flat_map(|&i| i.to_le_bytes()).collect(),
+            }
+        };
+        let d = w.dtype();
+        w.push_encoded("train", &enc(&[2, 9, 10], d), &[3], [0])
+            .unwrap();
+        w.push_encoded("valid", &enc(&[2, 11], d), &[2], [1])
+            .unwrap();
+        w.push_encoded("train", &enc(&[2, 12, 13, 14], d), &[4, 0], [2, 3])
+            .unwrap();
+        assert!(
+            w.push_encoded("train", &enc(&[2], d), &[2], [4]).is_err(),
+            "lens must match the bytes"
+        );
+        w.set_field_names(vec!["label".into()]).unwrap();
+        w.push_fields("train", &[Some("pos")]).unwrap();
+        w.push_fields("valid", &[Some("neg")]).unwrap();
+        w.push_fields("train", &[None]).unwrap();
+        w.push_fields("train", &[Some("pos")]).unwrap();
+        w.finish(serde_json::json!({"k": 1}), "fp".into()).unwrap()
+    }
+
+    #[test]
+    fn encoded_writes_give_the_same_files() {
+        for n in [10, 70_000] {
+            let d = tempfile::tempdir().unwrap();
+            let (a, b) = (d.path().join("a"), d.path().join("b"));
+            let ma = write_set(&a, tiny_vocab(n));
+            let mb = write_set_encoded(&b, tiny_vocab(n));
+            assert_eq!(ma, mb);
+            for f in [
+                "manifest.json",
+                "vocab.json",
+                "train.tokens",
+                "train.offsets",
+                "train.fields",
+                "valid.tokens",
+                "valid.offsets",
+                "valid.fields",
+            ] {
+                assert_eq!(
+                    std::fs::read(a.join(f)).unwrap(),
+                    std::fs::read(b.join(f)).unwrap(),
+                    "{f} with {n} tokens"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn missing_field_values_fail_finish() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("s");
+        let mut w = ShardSetWriter::create(&out, false, tiny_vocab(10), Vec::new()).unwrap();
+        w.push_encoded("train", &[2, 0, 9, 0], &[2], [0]).unwrap();
+        w.set_field_names(vec!["label".into()]).unwrap();
+        let e = w
+            .finish(serde_json::json!({}), "fp".into())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("field values for 0 of its 1 documents"), "{e}");
+        assert!(!out.exists());
     }
 
     fn corrupt_and_open(f: impl FnOnce(&Path)) -> String {
@@ -824,7 +1225,10 @@ mod tests {
             b[25] ^= 1;
             std::fs::write(&f, &b).unwrap();
         });
-        assert!(e.contains("valid.offsets") && e.contains("header checksum"), "{e}");
+        assert!(
+            e.contains("valid.offsets") && e.contains("header checksum"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -835,14 +1239,19 @@ mod tests {
             b[HEADER_LEN] ^= 1;
             std::fs::write(&f, &b).unwrap();
         });
-        assert!(e.contains("train.tokens") && e.contains("checksum mismatch"), "{e}");
+        assert!(
+            e.contains("train.tokens") && e.contains("checksum mismatch"),
+            "{e}"
+        );
     }
 
     #[test]
     fn future_version_is_reported() {
         let e = corrupt_and_open(|p| {
             let f = p.join(MANIFEST_FILE);
-            let s = std::fs::read_to_string(&f).unwrap().replace("\"version\": 1", "\"version\": 9");
+            let s = std::fs::read_to_string(&f)
+                .unwrap()
+                .replace("\"version\": 1", "\"version\": 9");
             std::fs::write(&f, s).unwrap();
         });
         assert!(e.contains("format version 9 is not supported"), "{e}");
@@ -853,7 +1262,10 @@ mod tests {
         let e = corrupt_and_open(|p| {
             std::fs::write(p.join(VOCAB_FILE), tiny_vocab(11).to_json()).unwrap();
         });
-        assert!(e.contains("vocab hash") && e.contains("vocab.json vs manifest.json"), "{e}");
+        assert!(
+            e.contains("vocab hash") && e.contains("vocab.json vs manifest.json"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -862,9 +1274,53 @@ mod tests {
         assert!(e.contains("train.fields"), "{e}");
     }
 
+    /// Rewrites `split`'s fields file with `f` applied to its decoded fields, with a valid
+    /// header and manifest entry: only the reader's own checks can catch the damage.
+    fn rewrite_fields(dir: &Path, split: &str, f: impl FnOnce(&mut Fields)) {
+        let name = format!("{split}.fields");
+        let bytes = std::fs::read(dir.join(&name)).unwrap();
+        let mut fields: Fields = bincode::deserialize(&bytes[HEADER_LEN..]).unwrap();
+        f(&mut fields);
+        let payload = bincode::serialize(&fields).unwrap();
+        let vh = std::str::from_utf8(&bytes[32..48]).unwrap();
+        let mut out = encode_header(Kind::Fields, 1, payload.len() as u64, vh).to_vec();
+        out.extend_from_slice(&payload);
+        std::fs::write(dir.join(&name), &out).unwrap();
+        let mpath = dir.join(MANIFEST_FILE);
+        let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+        let fi = &mut m.splits.get_mut(split).unwrap().fields_file;
+        fi.bytes = out.len() as u64;
+        fi.blake3 = blake3::hash(&payload).to_hex().to_string();
+        std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    }
+
+    /// Found by the shard_reader fuzz target: a field code beyond the column's levels (with
+    /// consistent checksums) opened fine and then panicked in Column::get.
+    #[test]
+    fn field_code_outside_the_levels_is_reported() {
+        let e = corrupt_and_open(|p| rewrite_fields(p, "train", |f| f.columns[0].codes[1] = 7));
+        assert!(
+            e.contains("train.fields") && e.contains("has the code 7, beyond its 1 values"),
+            "{e}"
+        );
+        // MISSING stays valid
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("s");
+        write_set(&out, tiny_vocab(10));
+        rewrite_fields(&out, "train", |f| f.columns[0].codes[0] = Column::MISSING);
+        let set = ShardSet::open(&out).unwrap();
+        assert_eq!(set.split("train").unwrap().fields.columns[0].get(0), None);
+    }
+
     #[test]
     fn not_a_shard_file() {
-        let e = corrupt_and_open(|p| std::fs::write(p.join("train.tokens"), b"hello world, not a shard at all but long enough to hold a header....").unwrap());
+        let e = corrupt_and_open(|p| {
+            std::fs::write(
+                p.join("train.tokens"),
+                b"hello world, not a shard at all but long enough to hold a header....",
+            )
+            .unwrap()
+        });
         assert!(e.contains("train.tokens"), "{e}");
     }
 }

@@ -65,7 +65,7 @@ struct VocabFile {
 pub struct Vocab {
     itos: Vec<String>,
     counts: Vec<u64>,
-    stoi: crate::tokmap::TokenMap,
+    stoi: crate::tokmap::FrozenMap,
     hash: String,
 }
 
@@ -89,13 +89,15 @@ impl Vocab {
     }
 
     fn from_parts(itos: Vec<String>, counts: Vec<u64>) -> Vocab {
-        let mut stoi = crate::tokmap::TokenMap::with_capacity(itos.len());
-        for (i, t) in itos.iter().enumerate() {
-            // First occurrence wins (several `xxfake` share id of the first).
-            stoi.get_or_insert(t, i as u32);
-        }
+        // First occurrence wins (several `xxfake` share the id of the first).
+        let stoi = crate::tokmap::FrozenMap::new(&itos);
         let hash = hash_itos(&itos);
-        Vocab { itos, counts, stoi, hash }
+        Vocab {
+            itos,
+            counts,
+            stoi,
+            hash,
+        }
     }
 
     /// fastai's `make_vocab` over `(token, count)` pairs given in first-occurrence order.
@@ -104,11 +106,17 @@ impl Vocab {
         let mut order: Vec<usize> = (0..counts.len()).collect();
         order.sort_by(|&a, &b| counts[b].1.cmp(&counts[a].1));
         order.truncate(max_vocab);
-        let mut vocab: Vec<usize> = order.into_iter().filter(|&i| counts[i].1 >= min_freq).collect();
+        let mut vocab: Vec<usize> = order
+            .into_iter()
+            .filter(|&i| counts[i].1 >= min_freq)
+            .collect();
         vocab.retain(|&i| !SPECIAL_TOKENS.contains(&counts[i].0.as_str()));
         let count_of: AHashMap<&str, u64> = counts.iter().map(|(t, c)| (t.as_str(), *c)).collect();
         let mut itos: Vec<String> = SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
-        let mut cnts: Vec<u64> = SPECIAL_TOKENS.iter().map(|s| count_of.get(s).copied().unwrap_or(0)).collect();
+        let mut cnts: Vec<u64> = SPECIAL_TOKENS
+            .iter()
+            .map(|s| count_of.get(s).copied().unwrap_or(0))
+            .collect();
         for i in vocab {
             itos.push(counts[i].0.clone());
             cnts.push(counts[i].1);
@@ -149,6 +157,13 @@ impl Vocab {
         self.stoi.get(token)
     }
 
+    /// [`Vocab::get`] for a token of at most 8 bytes given also as a word
+    /// ([`crate::tokmap::word8`]), as [`crate::stream::TokenSink::token_word`] receives it.
+    #[inline]
+    pub fn get_word(&self, token: &str, word: u64) -> Option<u32> {
+        self.stoi.get_word(token, word)
+    }
+
     /// Id of `token`, or `xxunk`'s.
     #[inline]
     pub fn id_or_unk(&self, token: &str) -> u32 {
@@ -181,31 +196,50 @@ impl Vocab {
     /// a checkpoint). Verifies the format, version and hash.
     pub fn load(path: impl AsRef<Path>) -> Result<Vocab> {
         let path = path.as_ref();
-        let file: PathBuf = if path.is_dir() { path.join(VOCAB_FILE) } else { path.to_path_buf() };
+        let file: PathBuf = if path.is_dir() {
+            path.join(VOCAB_FILE)
+        } else {
+            path.to_path_buf()
+        };
         let bytes = std::fs::read(&file).map_err(|e| FormatError::io(&file, e))?;
         Self::from_json(&file, &bytes)
     }
 
     pub fn from_json(file: &Path, bytes: &[u8]) -> Result<Vocab> {
-        let v: VocabFile = serde_json::from_slice(bytes)
-            .map_err(|e| FormatError::Json { path: file.into(), msg: e.to_string() })?;
+        let v: VocabFile = serde_json::from_slice(bytes).map_err(|e| FormatError::Json {
+            path: file.into(),
+            msg: e.to_string(),
+        })?;
         if v.format != VOCAB_FORMAT {
-            return Err(FormatError::invalid(file, format!("format is {:?}, expected {VOCAB_FORMAT:?}", v.format)));
+            return Err(FormatError::invalid(
+                file,
+                format!("format is {:?}, expected {VOCAB_FORMAT:?}", v.format),
+            ));
         }
         if v.version != VOCAB_VERSION {
-            return Err(FormatError::Version { path: file.into(), found: v.version, supported: VOCAB_VERSION });
+            return Err(FormatError::Version {
+                path: file.into(),
+                found: v.version,
+                supported: VOCAB_VERSION,
+            });
         }
         if v.itos.is_empty() {
             return Err(FormatError::invalid(file, "vocab is empty"));
         }
         if v.counts.len() != v.itos.len() {
-            return Err(FormatError::corrupt(file, format!("{} tokens but {} counts", v.itos.len(), v.counts.len())));
+            return Err(FormatError::corrupt(
+                file,
+                format!("{} tokens but {} counts", v.itos.len(), v.counts.len()),
+            ));
         }
         let vocab = Self::from_parts(v.itos, v.counts);
         if vocab.hash != v.hash {
             return Err(FormatError::Checksum {
                 path: file.into(),
-                what: format!("stored hash {} but the tokens hash to {}", v.hash, vocab.hash),
+                what: format!(
+                    "stored hash {} but the tokens hash to {}",
+                    v.hash, vocab.hash
+                ),
             });
         }
         Ok(vocab)
@@ -260,7 +294,9 @@ mod tests {
         let back = Vocab::load(d.path()).unwrap();
         assert_eq!(back.itos(), v.itos());
         assert_eq!(back.hash(), v.hash());
-        let tampered = String::from_utf8(v.to_json()).unwrap().replace("\"x\"", "\"y\"");
+        let tampered = String::from_utf8(v.to_json())
+            .unwrap()
+            .replace("\"x\"", "\"y\"");
         std::fs::write(&p, tampered).unwrap();
         let e = Vocab::load(&p).unwrap_err().to_string();
         assert!(e.contains("checksum mismatch"), "{e}");
