@@ -16,6 +16,7 @@ Examples:
   clf-train shards/ --encoder lm/ -o clf/ --unfreeze '1:2e-2,2:1e-2,3:5e-3,all:1e-3x4'
   clf-train shards/ --encoder lm/ -o reg/ --label-col rating --task regression --y-range 0 10.5
   clf-train shards/ --encoder lm/ -o clf/ --resume              # continue an interrupted run
+  clf-train shards/ --encoder lm/ -o clf/ --adversary sex --adversary-weight 1  # debias against sex
   clf-train predict --ckpt clf/ shards/ --split valid > preds.jsonl
   clf-train predict --ckpt clf/ shards/ | bias-audit - --y-true label --y-pred pred --protected sex --privileged M
 
@@ -37,7 +38,14 @@ Ctrl-C and at the end): config.json (format ulmfit-clf), vocab.json, model.safet
 (fastai's classifier state_dict names), optimizer.safetensors and train_state.json.
 
 Metrics: JSON lines on stdout (or --metrics FILE), \"type\" one of clf_start, clf_phase,
-clf_step, clf_epoch, clf_checkpoint.
+clf_step, clf_epoch, clf_checkpoint (and clf_reweigh / clf_adversary with those flags).
+
+Bias mitigation (classification): --reweigh COL weighs each training document by
+P(g)P(y)/P(g,y) of its group g in COL and class y (Kamiran & Calders). --adversary COL trains
+an adversary to predict COL from the head's output (and the true label, --adversary-mode
+odds) and steps the classifier along g - proj_{g_A}(g) - alpha*g_A per parameter tensor
+(Zhang et al. 2018, as AIF360), alpha = --adversary-weight; adv_loss / adv_accuracy are
+logged per step and epoch.
 
 ";
 
