@@ -95,7 +95,7 @@ todo probe_lm.json && "$B/bias-audit" probe --ckpt lm --shards clf_shards --prot
 
 # The table.
 n_train=$(jq -r '.splits.train.docs' clf_shards/manifest.json 2>/dev/null || echo '?')
-echo "UCI Adult as text: classifier on $(jq '.rows' audit_plain.json) test persons (every ${EVERY}th), privileged Male, favorable >50K"
+echo "UCI Adult as text: classifier on $(jq '.rows' audit_plain.json) test persons ($([[ $EVERY == 1 ]] && echo all || echo "every ${EVERY}th")), privileged Male, favorable >50K"
 printf '%-28s %9s %9s %9s %9s %9s %9s\n' run accuracy EOD AOD DI SPD 'probe acc'
 for r in "${runs[@]}"; do
   a=audit_$r.json
