@@ -9,12 +9,13 @@
 # (adult_to_text.sh); `sex` is kept aside as the protected attribute, but relationship
 # (Husband / Wife) and occupation still leak it. Pipeline: tokenize → numericalize (one vocab)
 # → lm-train (a small AWD-LSTM on every text) → clf-train without and with
-# `--adversary sex` → predict on adult.test → bias-audit (privileged Male, favorable >50K)
+# `--adversary sex` (and with `--reweigh sex`) → predict on adult.test → bias-audit (privileged Male, favorable >50K)
 # and bias-audit probe (can a logistic probe read `sex` off the encoder's features?).
 #
 # Stages whose output exists are reused (an interrupted classifier is resumed).
 # Knobs (environment): EVERY (keep every EVERY-th person for the classifier, default 4, so a
-# run takes minutes on 2 shared cores), ALPHAS (adversary weights, default "1"), ADV_LR,
+# run takes minutes on 2 shared cores), ALPHAS (adversary weights, default "1"), REWEIGH (1:
+# also a `--reweigh sex` run, default), ADV_LR,
 # ADV_MODE, LM_EPOCHS, UNFREEZE, THREADS, OUT (default out/adult), DATA (the uci-adult folder).
 # FORCE=1 redoes everything.
 set -euo pipefail
@@ -29,6 +30,7 @@ ADV_MODE=${ADV_MODE:-odds}
 LM_EPOCHS=${LM_EPOCHS:-1}
 UNFREEZE=${UNFREEZE:-1:2e-2,all:5e-3x2}
 THREADS=${THREADS:-1}
+REWEIGH=${REWEIGH:-1}
 FORCE=${FORCE:-0}
 MODEL=(--emb-sz 64 --n-hid 128 --n-layers 2)
 COMMON=(--device cpu --precision fp32 --threads "$THREADS" --progress none)
@@ -63,6 +65,7 @@ fi
 
 # One classifier per setting, trained side by side (one thread each).
 runs=(plain)
+[[ $REWEIGH == 1 ]] && runs+=(reweigh)
 for a in $ALPHAS; do runs+=("adv$a"); done
 pids=()
 for r in "${runs[@]}"; do
@@ -73,6 +76,7 @@ for r in "${runs[@]}"; do
     pids+=($!)
     continue
   fi
+  [[ $r == reweigh ]] && extra=(--reweigh sex)
   [[ $r == adv* ]] && extra=(--adversary sex --adversary-weight "${r#adv}" --adversary-lr "$ADV_LR" --adversary-mode "$ADV_MODE")
   "$B/clf-train" clf_shards --encoder lm -o "clf_$r" --bs 64 --unfreeze "$UNFREEZE" --drop-mult 0.5 \
     "${COMMON[@]}" "${extra[@]}" --metrics "clf_$r.jsonl" --force -q &
@@ -107,6 +111,7 @@ for r in "${runs[@]}"; do
   pa=$(jq '.accuracy' "probe_$r.json")
   name=$r
   [[ $r == adv* ]] && name="adversary alpha ${r#adv} ($ADV_MODE)"
+  [[ $r == reweigh ]] && name="reweighing (Kamiran-Calders)"
   printf '%-28s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f\n' "$name" "$acc" "$eod" "$aod" "$di" "$spd" "$pa"
 done
 printf 'probe on the language model: accuracy %.4f, AUC %.4f; majority baseline %.4f (always %s)\n' \
