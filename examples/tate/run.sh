@@ -81,6 +81,7 @@ todo probe_clf.json && "$B/bias-audit" probe --ckpt clf --shards clf_shards --pr
 
 a=audit.json
 echo "Tate artworks, title + medium → acquired since 1990; test set: $(jq '.rows' $a) works by held-out artists ($(jq '.n_unprivileged' $a) by women)"
+printf '%-34s %s\n' "majority-class accuracy" "$(jq '[.aif360.per_group.overall.base_rate] | map(if . > 0.5 then . else 1 - . end) | .[0]' $a)"
 printf '%-34s %s\n' "accuracy" "$(jq '.aif360.per_group.overall.accuracy' $a)"
 for g in privileged unprivileged; do
   printf '%-34s %s\n' "$g: base rate / selection rate" \
@@ -91,6 +92,7 @@ for m in disparate_impact statistical_parity_difference equal_opportunity_differ
     "$(jq -r ".bootstrap.intervals.$m | \"\(.low), \(.high)\"" $a)"
 done
 for p in lm clf; do
-  printf '%-34s %s (AUC %s; majority baseline %s)\n' "probe accuracy for gender ($p)" \
-    "$(jq '.accuracy' probe_$p.json)" "$(jq '.auc' probe_$p.json)" "$(jq '.majority_accuracy' probe_$p.json)"
+  printf '%-34s %s (majority baseline %s); balanced accuracy %s; AUC %s\n' "probe accuracy for gender ($p)" \
+    "$(jq '.accuracy' probe_$p.json)" "$(jq '.majority_accuracy' probe_$p.json)" \
+    "$(jq '.balanced_accuracy' probe_$p.json)" "$(jq '.auc' probe_$p.json)"
 done
