@@ -90,6 +90,10 @@ pub struct ProbeArgs {
     /// L2 penalty of the logistic regression (on standardized features).
     #[arg(long, default_value_t = 1e-3)]
     pub l2: f64,
+    /// Weight each group n / (groups·n_group) in the probe's loss, so a rare group is not
+    /// ignored (for imbalanced attributes: compare balanced accuracy then).
+    #[arg(long)]
+    pub balanced: bool,
     /// Full-batch optimizer iterations of the probe.
     #[arg(long, value_name = "N", default_value_t = 300)]
     pub iterations: u64,

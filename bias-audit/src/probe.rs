@@ -60,6 +60,8 @@ pub struct ProbeReport {
     pub seed: u64,
     pub l2: f64,
     pub iterations: u64,
+    /// `--balanced`: classes weighted n / (k·n_c) in the probe's loss.
+    pub balanced: bool,
     pub train_accuracy: f64,
     pub accuracy: f64,
     pub balanced_accuracy: f64,
@@ -174,8 +176,16 @@ pub fn stratified_split(
 
 /// Fits a multinomial logistic regression on rows `x` (n × f, standardized by the caller)
 /// with classes `y`: full-batch Adam (lr 0.05, 0 init: deterministic) on the mean
-/// cross-entropy plus `l2/2·‖W‖²`; returns (weight f × k, bias k).
-pub fn fit_logistic(x: &Tensor, y: &Tensor, k: i64, l2: f64, iters: u64) -> (Tensor, Tensor) {
+/// cross-entropy (weighted per class with `class_weight`) plus `l2/2·‖W‖²`; returns
+/// (weight f × k, bias k).
+pub fn fit_logistic(
+    x: &Tensor,
+    y: &Tensor,
+    k: i64,
+    l2: f64,
+    iters: u64,
+    class_weight: Option<&Tensor>,
+) -> (Tensor, Tensor) {
     let f = x.size()[1];
     let w = Tensor::zeros([f, k], (Kind::Float, x.device())).set_requires_grad(true);
     let b = Tensor::zeros([k], (Kind::Float, x.device())).set_requires_grad(true);
@@ -192,7 +202,8 @@ pub fn fit_logistic(x: &Tensor, y: &Tensor, k: i64, l2: f64, iters: u64) -> (Ten
     for _ in 0..iters {
         opt.zero_grad();
         let logits = x.matmul(&w) + &b;
-        let loss = logits.cross_entropy_for_logits(y) + w.square().sum(Kind::Float) * (l2 / 2.0);
+        let ce = logits.cross_entropy_loss(y, class_weight, tch::Reduction::Mean, -100, 0.0);
+        let loss = ce + w.square().sum(Kind::Float) * (l2 / 2.0);
         loss.backward();
         opt.step(&[0.05], 0.9);
     }
@@ -351,7 +362,18 @@ pub fn run(a: ProbeArgs, common: &CommonArgs) -> Result<i32> {
     let (x_tr, x_te) = ((x_tr - &mean) / &std, (x_te - &mean) / &std);
     let y_tr = ys(&tr);
     let k = groups.len() as i64;
-    let (w, b) = fit_logistic(&x_tr, &y_tr, k, a.l2, a.iterations);
+    // --balanced: class c weighs n / (k·n_c), so every group counts the same
+    let class_weight = a.balanced.then(|| {
+        let mut n_c = vec![0f64; k as usize];
+        tr.iter().for_each(|&i| n_c[code[i] as usize] += 1.0);
+        let n = tr.len() as f64;
+        let w: Vec<f32> = n_c
+            .iter()
+            .map(|&c| (n / (k as f64 * c.max(1.0))) as f32)
+            .collect();
+        Tensor::from_slice(&w)
+    });
+    let (w, b) = fit_logistic(&x_tr, &y_tr, k, a.l2, a.iterations, class_weight.as_ref());
     let _g = tch::no_grad_guard();
     let acc = |x: &Tensor, y: &Tensor| {
         (x.matmul(&w) + &b)
@@ -426,6 +448,7 @@ pub fn run(a: ProbeArgs, common: &CommonArgs) -> Result<i32> {
         seed: a.seed,
         l2: a.l2,
         iterations: a.iterations,
+        balanced: a.balanced,
         train_accuracy,
         accuracy,
         balanced_accuracy,
@@ -475,9 +498,13 @@ fn table(r: &ProbeReport) -> String {
         "  split           {} train / {} held out (stratified, seed {})\n",
         r.train_docs, r.held_out_docs, r.seed
     );
-    s += &format!(
-        "  probe           logistic regression, L2 {}, {} iterations; train accuracy {:.4}\n\n",
-        r.l2, r.iterations, r.train_accuracy
+    s +=
+        &format!(
+        "  probe           logistic regression, L2 {}, {} iterations{}; train accuracy {:.4}\n\n",
+        r.l2,
+        r.iterations,
+        if r.balanced { ", balanced class weights" } else { "" },
+        r.train_accuracy
     );
     s += "  held out             probe   baseline\n";
     s += &format!(
@@ -528,7 +555,7 @@ mod tests {
             ],
             0,
         );
-        let (w, b) = fit_logistic(&x, &y, 2, 1e-3, 200);
+        let (w, b) = fit_logistic(&x, &y, 2, 1e-3, 200, None);
         let acc = (x.matmul(&w) + b)
             .argmax(-1, false)
             .eq_tensor(&y)
@@ -536,5 +563,31 @@ mod tests {
             .mean(Kind::Double)
             .double_value(&[]);
         assert!(acc > 0.95, "{acc}");
+    }
+
+    #[test]
+    fn balanced_weights_recover_a_rare_group() {
+        // 190 vs 10 rows, overlapping blobs: unweighted, the rare group is mostly missed
+        tch::manual_seed(5);
+        let x0 = Tensor::randn([190, 2], (Kind::Float, Device::Cpu));
+        let x1 =
+            Tensor::randn([10, 2], (Kind::Float, Device::Cpu)) + Tensor::from_slice(&[1.5f32, 0.0]);
+        let x = Tensor::cat(&[x0, x1], 0);
+        let y = Tensor::cat(
+            &[
+                Tensor::zeros([190], (Kind::Int64, Device::Cpu)),
+                Tensor::ones([10], (Kind::Int64, Device::Cpu)),
+            ],
+            0,
+        );
+        let recall = |cw: Option<&Tensor>| {
+            let (w, b) = fit_logistic(&x, &y, 2, 1e-3, 300, cw);
+            let p = (x.matmul(&w) + b).argmax(-1, false).narrow(0, 190, 10);
+            p.sum(Kind::Int64).int64_value(&[]) as f64 / 10.0
+        };
+        let plain = recall(None);
+        let balanced = recall(Some(&Tensor::from_slice(&[200.0f32 / 380.0, 200.0 / 20.0])));
+        assert!(plain <= 0.3, "{plain}");
+        assert!(balanced >= 0.6, "{balanced}");
     }
 }
