@@ -10,7 +10,8 @@
 # test set), since 57% of the collection is Turner's sketchbook pages.
 # Pipeline: tokenize (title and medium as two fields, fastai's xxfld markers) → jq (label,
 # split) → numericalize → lm-train (small AWD-LSTM, every text) → clf-train → predict →
-# bias-audit (privileged Male, favorable `recent`) → bias-audit probe (LM and classifier).
+# bias-audit (privileged Male, favorable `recent`) → bias-audit probe --balanced (LM and
+# classifier; 96% of the works are by men, so the probe weighs the groups equally).
 #
 # Knobs (environment): EVERY (classifier on every EVERY-th work, default 2), LM_EPOCHS,
 # UNFREEZE, THREADS, OUT (default out/tate), DATA (the tate-artworks folder). Stages whose
@@ -74,9 +75,9 @@ if todo audit.json; then
     --protected gender --privileged Male --bootstrap 200 --seed 1 --json-out audit.json --force -q \
     > audit.txt || true
 fi
-todo probe_lm.json && "$B/bias-audit" probe --ckpt lm --shards clf_shards --protected gender \
+todo probe_lm.json && "$B/bias-audit" probe --ckpt lm --shards clf_shards --protected gender --balanced \
   --json-out probe_lm.json --force "${PROBE[@]}" > /dev/null
-todo probe_clf.json && "$B/bias-audit" probe --ckpt clf --shards clf_shards --protected gender \
+todo probe_clf.json && "$B/bias-audit" probe --ckpt clf --shards clf_shards --protected gender --balanced \
   --json-out probe_clf.json --force "${PROBE[@]}" > /dev/null
 
 a=audit.json
