@@ -45,10 +45,84 @@ pub enum InputFormat {
     Jsonl,
 }
 
+const PROBE_HELP: &str = "\
+Examples:
+  bias-audit probe --ckpt lm/ --shards shards/ --protected sex
+  bias-audit probe --ckpt clf/ --shards shards/ --protected sex --max-docs 8000 --json-out probe.json
+
+Features: clf-train's sentence encoder and concat pooling ([last token's state, max, mean]
+of the encoder output, 3 x emb numbers per document) of an lm-train or clf-train checkpoint,
+without dropout. Documents without a value in the protected column are left out. The probe
+is a multinomial logistic regression (features standardized on the training part, L2
+penalty, full-batch Adam), trained on a stratified, seeded part and scored on the held-out
+part against the majority-class baseline.
+
+";
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Does the encoder encode a protected attribute? Train a probe on the encoder's pooled
+    /// features and report its held-out accuracy and AUC against the majority baseline.
+    #[command(after_help = format!("{PROBE_HELP}{}", shared::cli::EXIT_CODES_HELP))]
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    /// A language-model (lm-train) or classifier (clf-train) checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    pub ckpt: PathBuf,
+    /// Shard set (numericalized with the checkpoint's vocab) whose documents are probed.
+    #[arg(long, value_name = "DIR")]
+    pub shards: PathBuf,
+    /// The protected column of the shard set's passthrough fields.
+    #[arg(long, value_name = "COL")]
+    pub protected: String,
+    /// Only this split (default: every split).
+    #[arg(long, value_name = "NAME")]
+    pub split: Option<String>,
+    /// Fraction of the documents held out (stratified by group) to score the probe.
+    #[arg(long, value_name = "FRAC", default_value_t = 0.3)]
+    pub held_out: f64,
+    /// Probe a stratified random sample of at most N documents (faster on large sets).
+    #[arg(long, value_name = "N")]
+    pub max_docs: Option<usize>,
+    /// L2 penalty of the logistic regression (on standardized features).
+    #[arg(long, default_value_t = 1e-3)]
+    pub l2: f64,
+    /// Weight each group n / (groups·n_group) in the probe's loss, so a rare group is not
+    /// ignored (for imbalanced attributes: compare balanced accuracy then).
+    #[arg(long)]
+    pub balanced: bool,
+    /// Full-batch optimizer iterations of the probe.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub iterations: u64,
+    /// Seed of the split and the sample.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Documents per encoder batch.
+    #[arg(long, default_value_t = 64)]
+    pub bs: usize,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print one JSON record (type probe) on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON record to this file (- for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+    /// Replace the --json-out file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "bias-audit",
     version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
     about = "Group-fairness metrics of predictions (AIF360 and fairlearn conventions), with bootstrap intervals and gates",
     long_about = "Reads predictions (CSV, TSV or JSON lines: a true label, a predicted label, an optional \
                   score and protected-attribute columns) and reports AIF360's and fairlearn's group \
@@ -58,6 +132,8 @@ pub enum InputFormat {
     after_help = format!("{AFTER_HELP}{}", shared::cli::EXIT_CODES_HELP)
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Predictions file: CSV, TSV or JSON lines (- for stdin).
     #[arg(value_name = "PREDICTIONS", default_value = "-")]
     pub input: PathBuf,

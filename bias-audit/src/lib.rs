@@ -24,6 +24,8 @@ pub mod gate;
 pub mod input;
 pub mod plot;
 pub mod prepare;
+#[cfg(feature = "probe")]
+pub mod probe;
 pub mod regression;
 mod report;
 
@@ -547,7 +549,16 @@ pub fn compute(
 }
 
 /// Runs the tool; returns the exit code (1 when a gate failed).
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(mut args: Args) -> Result<i32> {
+    match args.command.take() {
+        #[cfg(feature = "probe")]
+        Some(args::Command::Probe(p)) => return probe::run(p, &args.common),
+        #[cfg(not(feature = "probe"))]
+        Some(args::Command::Probe(_)) => anyhow::bail!(
+            "probe: this build has no probe (built without the `probe` feature, which needs libtorch); rebuild with default features"
+        ),
+        None => {}
+    }
     let cfg = Config::resolve(args)?;
     let table = input::read(&cfg.input, cfg.format, &cfg.columns)?;
     let settings = prepare::Settings {

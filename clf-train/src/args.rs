@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use lm_train::args::PrecisionArg;
+
+use crate::fair::AdversaryMode;
 use shared::cli::{CommonArgs, EXIT_CODES_HELP};
 
 pub const DEFAULT_UNFREEZE: &str = "1:2e-2,2:1e-2,3:5e-3,all:1e-3x2";
@@ -14,6 +16,7 @@ Examples:
   clf-train shards/ --encoder lm/ -o clf/ --unfreeze '1:2e-2,2:1e-2,3:5e-3,all:1e-3x4'
   clf-train shards/ --encoder lm/ -o reg/ --label-col rating --task regression --y-range 0 10.5
   clf-train shards/ --encoder lm/ -o clf/ --resume              # continue an interrupted run
+  clf-train shards/ --encoder lm/ -o clf/ --adversary sex --adversary-weight 1  # debias against sex
   clf-train predict --ckpt clf/ shards/ --split valid > preds.jsonl
   clf-train predict --ckpt clf/ shards/ | bias-audit - --y-true label --y-pred pred --protected sex --privileged M
 
@@ -35,7 +38,14 @@ Ctrl-C and at the end): config.json (format ulmfit-clf), vocab.json, model.safet
 (fastai's classifier state_dict names), optimizer.safetensors and train_state.json.
 
 Metrics: JSON lines on stdout (or --metrics FILE), \"type\" one of clf_start, clf_phase,
-clf_step, clf_epoch, clf_checkpoint.
+clf_step, clf_epoch, clf_checkpoint (and clf_reweigh / clf_adversary with those flags).
+
+Bias mitigation (classification): --reweigh COL weighs each training document by
+P(g)P(y)/P(g,y) of its group g in COL and class y (Kamiran & Calders). --adversary COL trains
+an adversary to predict COL from the head's output (and the true label, --adversary-mode
+odds) and steps the classifier along g - proj_{g_A}(g) - alpha*g_A per parameter tensor
+(Zhang et al. 2018, as AIF360), alpha = --adversary-weight; adv_loss / adv_accuracy are
+logged per step and epoch.
 
 ";
 
@@ -182,6 +192,26 @@ pub struct TrainArgs {
         value_name = "P,..."
     )]
     pub ps: Vec<f64>,
+
+    /// Kamiran–Calders reweighing: each training document weighs P(g)·P(y)/P(g,y) for its
+    /// group g in this protected column and its class y (classification).
+    #[arg(long, value_name = "COL")]
+    pub reweigh: Option<String>,
+    /// Adversarial debiasing (Zhang et al. 2018): an adversary learns to predict this protected
+    /// column from the classifier's output, and the classifier is trained against it.
+    #[arg(long, value_name = "COL")]
+    pub adversary: Option<String>,
+    /// How hard the classifier works against the adversary (alpha in g − proj_{g_A} g − alpha·g_A)
+    /// [default: 0.1, AIF360's].
+    #[arg(long, value_name = "ALPHA", allow_negative_numbers = true)]
+    pub adversary_weight: Option<f64>,
+    /// The adversary's Adam learning rate [default: 1e-3].
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
+    pub adversary_lr: Option<f64>,
+    /// What the adversary sees: the prediction (parity) or the prediction and the true label
+    /// (odds: equalized odds / equal opportunity) [default: odds].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub adversary_mode: Option<AdversaryMode>,
 
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

@@ -7,6 +7,7 @@
 //!   model.safetensors      fp32 weights under fastai's classifier state_dict names
 //!   optimizer.safetensors  Adam state (NAME.grad_avg, NAME.sqr_avg): resumable checkpoints
 //!   train_state.json       step, done, per-parameter step counts, the epoch's running sums
+//!   adversary.safetensors  with --adversary: the adversary's parameters and Adam state
 //! ```
 //!
 //! Every epoch has the same number of batches (the training loader drops the last partial
@@ -23,13 +24,17 @@ use shared::atomic::AtomicDir;
 use shared::vocab::{Vocab, VOCAB_FILE};
 use tch::{Device, Tensor};
 
+use lm_train::optim::AdamW;
+
 use crate::config::{ClfConfig, CONFIG_FILE};
+use crate::fair::Adversary;
 use crate::model::{ClfModel, EMB_DP_ALIAS};
 use crate::optim::ClfOpt;
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "train_state.json";
+pub const ADVERSARY_FILE: &str = "adversary.safetensors";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TrainState {
@@ -42,6 +47,15 @@ pub struct TrainState {
     pub epoch_docs: u64,
     pub epoch_train_s: f64,
     pub elapsed_s: f64,
+    /// With --adversary: the adversary's Adam step counts and the epoch's running sums.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub adv_param_steps: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub epoch_adv_loss_sum: f64,
+    #[serde(default)]
+    pub epoch_adv_right: u64,
+    #[serde(default)]
+    pub epoch_adv_n: u64,
 }
 
 fn to_cpu(v: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
@@ -56,6 +70,18 @@ pub fn save(
     vocab: &Vocab,
     cfg: &ClfConfig,
     resumable: Option<(&ClfOpt, &TrainState)>,
+) -> Result<()> {
+    save_with(dir, model, vocab, cfg, resumable, None)
+}
+
+/// [`save`], plus the adversary (parameters and Adam state) when there is one.
+pub fn save_with(
+    dir: &Path,
+    model: &ClfModel,
+    vocab: &Vocab,
+    cfg: &ClfConfig,
+    resumable: Option<(&ClfOpt, &TrainState)>,
+    adversary: Option<(&Adversary, &AdamW)>,
 ) -> Result<()> {
     let out = AtomicDir::create(dir, true)?;
     let p = out.path();
@@ -72,6 +98,13 @@ pub fn save(
             .with_context(|| format!("{}: cannot write {OPTIMIZER_FILE}", dir.display()))?;
         let mut st = state.clone();
         st.param_steps = steps;
+        if let Some((adv, opt)) = adversary {
+            let (mut t, steps) = opt.state_tensors();
+            t.extend(adv.named_params());
+            Tensor::write_safetensors(&to_cpu(t), p.join(ADVERSARY_FILE))
+                .with_context(|| format!("{}: cannot write {ADVERSARY_FILE}", dir.display()))?;
+            st.adv_param_steps = steps;
+        }
         let mut j = serde_json::to_vec_pretty(&st)?;
         j.push(b'\n');
         std::fs::write(p.join(STATE_FILE), j)?;
@@ -144,6 +177,41 @@ impl ClfCheckpoint {
             Ok(())
         })
     }
+}
+
+/// Reads the adversary of a resumable checkpoint into `adv` and its optimizer.
+pub fn read_adversary(
+    dir: &Path,
+    adv: &Adversary,
+    opt: &mut AdamW,
+    state: &TrainState,
+    device: Device,
+) -> Result<()> {
+    let ap = dir.join(ADVERSARY_FILE);
+    let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&ap)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", ap.display()))?
+        .into_iter()
+        .map(|(n, t)| (n, t.to_device(device)))
+        .collect();
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut t) in adv.named_params() {
+            let Some(src) = tensors.get(&name) else {
+                bail!("{}: missing tensor {name}", ap.display());
+            };
+            if src.size() != t.size() {
+                bail!(
+                    "{}: tensor {name} has shape {:?}, expected {:?}",
+                    ap.display(),
+                    src.size(),
+                    t.size()
+                );
+            }
+            t.copy_(src);
+        }
+        Ok(())
+    })?;
+    opt.load_state(&tensors, &state.adv_param_steps)
+        .with_context(|| format!("{}", ap.display()))
 }
 
 /// Reads the resumable part of a checkpoint into `opt`.

@@ -79,6 +79,12 @@ pub struct TrainSettings {
     pub seed: u64,
     pub precision: Precision,
     pub drop_mult: f64,
+    /// `--reweigh COL`: Kamiran–Calders sample weights by this protected column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reweigh: Option<String>,
+    /// `--adversary COL ...`: adversarial debiasing (Zhang et al. 2018).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adversary: Option<crate::fair::AdversarySettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

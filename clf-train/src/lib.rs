@@ -9,6 +9,7 @@ pub mod args;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod fair;
 pub mod metrics;
 pub mod micro;
 pub mod model;

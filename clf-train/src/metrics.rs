@@ -57,6 +57,11 @@ pub enum ClfEvent {
         mom: f64,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         grad_norm: Option<f64>,
+        /// With --adversary: the adversary's mean loss and accuracy since the last record.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        adv_loss: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        adv_accuracy: Option<f64>,
         docs_per_s: f64,
         elapsed_s: f64,
     },
@@ -66,10 +71,33 @@ pub enum ClfEvent {
         epoch: u64,
         step: u64,
         train_loss: f64,
+        /// With --adversary: the adversary's mean loss and accuracy over the epoch's batches.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        adv_loss: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        adv_accuracy: Option<f64>,
         #[serde(flatten)]
         scores: Scores,
         docs_per_s: f64,
         elapsed_s: f64,
+    },
+    /// `--reweigh COL`: the Kamiran–Calders weight of every (group, label) cell of the
+    /// training split.
+    ClfReweigh {
+        col: String,
+        cells: Vec<crate::fair::ReweighCell>,
+    },
+    /// `--adversary COL`: the adversary's setting and its majority-class baseline (the
+    /// accuracy of always guessing the training split's largest group), train and valid.
+    ClfAdversary {
+        col: String,
+        mode: crate::fair::AdversaryMode,
+        weight: f64,
+        lr: f64,
+        groups: Vec<String>,
+        train_counts: Vec<u64>,
+        majority_accuracy: f64,
+        valid_majority_accuracy: f64,
     },
     /// A checkpoint was published.
     ClfCheckpoint { path: String, step: u64, epoch: u64 },
@@ -96,6 +124,11 @@ pub struct Scores {
     pub rmse: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub r2: Option<f64>,
+    /// With --adversary: the adversary's loss and accuracy on the validation split.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_adv_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_adv_accuracy: Option<f64>,
 }
 
 fn f1(tp: u64, fp: u64, fn_: u64) -> f64 {
@@ -230,6 +263,8 @@ mod tests {
             epoch: 1,
             step: 5,
             train_loss: 0.5,
+            adv_loss: None,
+            adv_accuracy: None,
             scores: Scores {
                 valid_loss: Some(0.4),
                 accuracy: Some(0.9),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use lm_train::checkpoint::Checkpoint;
 use lm_train::config::{ModelConfig, Precision};
-use lm_train::optim::OneCycle;
+use lm_train::optim::{AdamW, OneCycle};
 use lm_train::runtime;
 use lm_train::train::{resolve_precision, step_seed};
 use shared::cli::{CommonArgs, Interrupted};
@@ -22,6 +22,7 @@ use crate::config::{
     require_lm_checkpoint, ClfConfig, HeadConfig, LabelConfig, Task, TrainSettings,
 };
 use crate::data::{self, Targets};
+use crate::fair::{self, adversary_loss, debias_grad, Adversary, AdversaryMode, AdversarySettings};
 use crate::metrics::{self, ClfEvent, ClfMetrics, Scores};
 use crate::model::ClfModel;
 use crate::optim::ClfOpt;
@@ -65,6 +66,18 @@ pub fn loss(task: Task, out: &Tensor, y: &Tensor) -> Tensor {
     }
 }
 
+/// [`loss`] with per-document weights (`--reweigh`; classification): the mean of
+/// `w_i·loss_i`.
+pub fn weighted_loss(task: Task, out: &Tensor, y: &Tensor, w: Option<&Tensor>) -> Tensor {
+    match (task, w) {
+        (Task::Classification, Some(w)) => {
+            let l = out.cross_entropy_loss::<Tensor>(y, None, Reduction::None, -100, 0.0);
+            (l * w).mean(Kind::Float)
+        }
+        _ => loss(task, out, y),
+    }
+}
+
 /// Validation: mean loss per document and the task's scores (no dropout, BatchNorm running
 /// statistics, longest documents first).
 pub fn evaluate(
@@ -75,7 +88,22 @@ pub fn evaluate(
     bs: usize,
     precision: Precision,
 ) -> Scores {
+    evaluate_with(model, split, targets, labels, bs, precision, None)
+}
+
+/// [`evaluate`], plus the adversary's validation loss and accuracy (`adv`: the adversary and
+/// every document's protected group).
+pub fn evaluate_with(
+    model: &ClfModel,
+    split: &Split,
+    targets: &Targets,
+    labels: &LabelConfig,
+    bs: usize,
+    precision: Precision,
+    adv: Option<(&Adversary, &[u32])>,
+) -> Scores {
     let _g = tch::no_grad_guard();
+    let (mut adv_loss, mut adv_right) = (0.0f64, 0i64);
     let lens = data::lengths(split);
     let fill = model.encoder.cfg.pad_token;
     let (mut loss_sum, mut n) = (0.0f64, 0usize);
@@ -88,6 +116,16 @@ pub fn evaluate(
             .to_device(tch::Device::Cpu);
         let y = targets.batch(&b);
         loss_sum += loss(labels.task, &o, &y).double_value(&[]) * b.len() as f64;
+        if let Some((a, z)) = adv {
+            let zb = Tensor::from_slice(&b.iter().map(|&d| z[d] as i64).collect::<Vec<_>>());
+            let dev = a.vs.device();
+            let (l, r) = adversary_loss(
+                &a.forward(&o.to_device(dev), &y.to_device(dev)),
+                &zb.to_device(dev),
+            );
+            adv_loss += l.double_value(&[]) * b.len() as f64;
+            adv_right += r;
+        }
         n += b.len();
         outs.push((b, o));
     }
@@ -95,6 +133,10 @@ pub fn evaluate(
         valid_loss: Some(loss_sum / n.max(1) as f64),
         ..Default::default()
     };
+    if adv.is_some() {
+        s.valid_adv_loss = Some(adv_loss / n.max(1) as f64);
+        s.valid_adv_accuracy = Some(adv_right as f64 / n.max(1) as f64);
+    }
     let order: Vec<usize> = outs.iter().flat_map(|(b, _)| b.iter().copied()).collect();
     let all = Tensor::cat(
         &outs
@@ -150,7 +192,7 @@ pub struct StepHyper<'a> {
 /// What one training step did.
 #[derive(Debug, Clone, Copy)]
 pub struct StepOut {
-    /// The task loss of the batch (what fastai's Recorder sees).
+    /// The task loss of the batch (what fastai's Recorder sees; weighted with --reweigh).
     pub train_loss: f64,
     /// The task loss plus AR and TAR (what is back-propagated).
     pub total_loss: f64,
@@ -158,6 +200,19 @@ pub struct StepOut {
     pub grad_norm: Option<f64>,
     /// false when a loss was not finite: then nothing was back-propagated or stepped.
     pub stepped: bool,
+    /// With an adversary: its loss on the batch and how many groups it guessed right.
+    pub adv: Option<(f64, i64)>,
+}
+
+/// The adversary's part of a training step.
+pub struct AdvStep<'a> {
+    pub adversary: &'a Adversary,
+    pub opt: &'a mut AdamW,
+    /// The batch's protected groups (int64, on the adversary's device).
+    pub z: &'a Tensor,
+    /// alpha in `g − proj_{g_A} g − alpha·g_A`.
+    pub weight: f64,
+    pub lr: f64,
 }
 
 /// One training step of the classifier on a batch (`docs` longest first, `y` on the model's
@@ -173,8 +228,27 @@ pub fn train_step(
     hp: &StepHyper,
     precision: Precision,
 ) -> StepOut {
+    train_step_with(model, opt, docs, y, task, hp, precision, None, None)
+}
+
+/// [`train_step`] with per-document loss weights `w` (`--reweigh`) and an adversary
+/// (`--adversary`): the classifier's gradient becomes `g − proj_{g_A} g − alpha·g_A` per
+/// parameter tensor ([`debias_grad`]), then the adversary takes an Adam step on its own loss
+/// with the classifier's output detached.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_with(
+    model: &ClfModel,
+    opt: &mut ClfOpt,
+    docs: &[Vec<i64>],
+    y: &Tensor,
+    task: Task,
+    hp: &StepHyper,
+    precision: Precision,
+    w: Option<&Tensor>,
+    adv: Option<AdvStep>,
+) -> StepOut {
     let o = model.forward(docs, true, precision);
-    let task_loss = loss(task, &o.out, y);
+    let task_loss = weighted_loss(task, &o.out, y, w);
     let mut total_loss = task_loss.shallow_clone();
     // fastai's RNNRegularizer on the classifier: AR and TAR on the sentence encoder's output
     if hp.alpha != 0.0 {
@@ -185,25 +259,81 @@ pub fn train_step(
         let d = o.enc_out.narrow(1, 1, sl - 1) - o.enc_out.narrow(1, 0, sl - 1);
         total_loss += d.square().mean(Kind::Float) * hp.beta;
     }
+    let adv_out = adv.as_ref().map(|a| {
+        let dev = a.adversary.vs.device();
+        adversary_loss(
+            &a.adversary
+                .forward(&o.out.to_device(dev), &y.to_device(dev)),
+            a.z,
+        )
+    });
     let lv = task_loss.double_value(&[]);
     let tv = total_loss.double_value(&[]);
-    if !lv.is_finite() || !tv.is_finite() {
+    let av = adv_out.as_ref().map(|(l, r)| (l.double_value(&[]), *r));
+    if !lv.is_finite() || !tv.is_finite() || av.is_some_and(|(l, _)| !l.is_finite()) {
         return StepOut {
             train_loss: lv,
             total_loss: tv,
             grad_norm: None,
             stepped: false,
+            adv: av,
         };
     }
     opt.zero_grad();
-    total_loss.backward();
-    let grad_norm = hp.clip.map(|c| opt.clip_grad_norm(c));
-    opt.step(hp.lrs, hp.mom);
-    StepOut {
-        train_loss: lv,
-        total_loss: tv,
-        grad_norm,
-        stepped: true,
+    match (adv, adv_out) {
+        (Some(a), Some((adv_loss, _))) => {
+            let params: Vec<Tensor> = opt
+                .decayed
+                .params
+                .iter()
+                .chain(&opt.bn.params)
+                .filter(|p| p.param.requires_grad())
+                .map(|p| p.param.shallow_clone())
+                .collect();
+            // g_A first, keeping the graph for the task loss's backward
+            let g_a = Tensor::run_backward(&[&adv_loss], &params, true, false);
+            total_loss.backward();
+            tch::no_grad(|| {
+                for (p, ga) in params.iter().zip(&g_a) {
+                    let mut g = p.grad();
+                    if g.defined() && ga.defined() {
+                        let d = debias_grad(&g, ga, a.weight);
+                        g.copy_(&d);
+                    }
+                }
+            });
+            let grad_norm = hp.clip.map(|c| opt.clip_grad_norm(c));
+            opt.step(hp.lrs, hp.mom);
+            // the adversary learns on its own loss, the classifier's output detached
+            a.opt.zero_grad();
+            let dev = a.adversary.vs.device();
+            let (l, _) = adversary_loss(
+                &a.adversary
+                    .forward(&o.out.detach().to_device(dev), &y.to_device(dev)),
+                a.z,
+            );
+            l.backward();
+            a.opt.step(&[a.lr], 0.9);
+            StepOut {
+                train_loss: lv,
+                total_loss: tv,
+                grad_norm,
+                stepped: true,
+                adv: av,
+            }
+        }
+        _ => {
+            total_loss.backward();
+            let grad_norm = hp.clip.map(|c| opt.clip_grad_norm(c));
+            opt.step(hp.lrs, hp.mom);
+            StepOut {
+                train_loss: lv,
+                total_loss: tv,
+                grad_norm,
+                stepped: true,
+                adv: None,
+            }
+        }
     }
 }
 
@@ -339,6 +469,55 @@ fn prepare(
     if !(0.0..=1.0).contains(&a.pct_start) {
         bail!("--pct-start must be in [0, 1]");
     }
+    for (flag, col) in [("--reweigh", &a.reweigh), ("--adversary", &a.adversary)] {
+        if let Some(c) = col {
+            if labels.task != Task::Classification {
+                bail!(
+                    "{flag} {c} is for classification; the label column {:?} is a {} target",
+                    labels.label_col,
+                    labels.task.name()
+                );
+            }
+            if *c == labels.label_col {
+                bail!("{flag} {c}: the protected column must not be the label column");
+            }
+        }
+    }
+    let adversary = match &a.adversary {
+        Some(col) => {
+            let weight = a.adversary_weight.unwrap_or(0.1);
+            let lr = a.adversary_lr.unwrap_or(1e-3);
+            if !(weight.is_finite() && weight >= 0.0) {
+                bail!("--adversary-weight {weight}: must be a number ≥ 0");
+            }
+            if !(lr.is_finite() && lr > 0.0) {
+                bail!("--adversary-lr {lr}: must be a positive number");
+            }
+            let (groups, _) = fair::protected_codes(shards_dir, &train, col, "--adversary", None)?;
+            Some(AdversarySettings {
+                col: col.clone(),
+                weight,
+                lr,
+                mode: a.adversary_mode.unwrap_or(AdversaryMode::Odds),
+                groups,
+            })
+        }
+        None => {
+            for (flag, given) in [
+                ("--adversary-weight", a.adversary_weight.is_some()),
+                ("--adversary-lr", a.adversary_lr.is_some()),
+                ("--adversary-mode", a.adversary_mode.is_some()),
+            ] {
+                if given {
+                    bail!("{flag} needs --adversary COL (the protected column the adversary predicts)");
+                }
+            }
+            None
+        }
+    };
+    if let Some(col) = &a.reweigh {
+        fair::protected_codes(shards_dir, &train, col, "--reweigh", None)?;
+    }
     let precision = resolve_precision(a.precision, device);
     let settings = TrainSettings {
         train_split: a.train_split.clone(),
@@ -360,6 +539,8 @@ fn prepare(
         seed: a.seed,
         precision,
         drop_mult: a.drop_mult,
+        reweigh: a.reweigh.clone(),
+        adversary,
     };
     let cfg = ClfConfig {
         format: crate::config::CONFIG_FORMAT.into(),
@@ -393,6 +574,7 @@ struct Run<'a> {
     vocab: &'a Vocab,
     cfg: ClfConfig,
     opt: ClfOpt,
+    adv: Option<(Adversary, AdamW)>,
     state: TrainState,
     last_saved: Option<u64>,
     metrics: &'a mut ClfMetrics,
@@ -400,12 +582,13 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn save(&mut self, epoch: u64) -> Result<()> {
-        checkpoint::save(
+        checkpoint::save_with(
             &self.out,
             &self.model,
             self.vocab,
             &self.cfg,
             Some((&self.opt, &self.state)),
+            self.adv.as_ref().map(|(a, o)| (a, o)),
         )?;
         self.last_saved = Some(self.state.step);
         self.metrics.emit(ClfEvent::ClfCheckpoint {
@@ -476,6 +659,38 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     }
     let train_t = data::targets(&shards_dir, &train, &labels)?;
     let valid_t = data::targets(&shards_dir, &valid, &labels)?;
+    // Fairness: the reweighing weights and the adversary's groups, checked before the model.
+    let mut reweigh_cells = None;
+    let weights: Option<Vec<f32>> = match (&s.reweigh, &train_t) {
+        (Some(col), Targets::Class(y)) => {
+            let (groups, g) = fair::protected_codes(&shards_dir, &train, col, "--reweigh", None)?;
+            let (cells, w) = fair::reweigh(&groups, &labels.classes, &g, y);
+            reweigh_cells = Some((col.clone(), cells));
+            Some(w)
+        }
+        (Some(_), _) => bail!("--reweigh is for classification"),
+        (None, _) => None,
+    };
+    let adv_codes: Option<(Vec<u32>, Vec<u32>)> = match &s.adversary {
+        Some(st) => {
+            let (_, zt) = fair::protected_codes(
+                &shards_dir,
+                &train,
+                &st.col,
+                "--adversary",
+                Some(&st.groups),
+            )?;
+            let (_, zv) = fair::protected_codes(
+                &shards_dir,
+                &valid,
+                &st.col,
+                "--adversary",
+                Some(&st.groups),
+            )?;
+            Some((zt, zv))
+        }
+        None => None,
+    };
     let lens = data::lengths(&train);
     let nb = (train.docs() / s.bs) as u64;
     if nb == 0 {
@@ -506,6 +721,18 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         checkpoint::read_resumable(&out, &mut opt, device)?
     } else {
         TrainState::default()
+    };
+    let adv = match &s.adversary {
+        Some(st) => {
+            tch::manual_seed(step_seed(s.seed, u64::MAX - 1));
+            let adversary = Adversary::new(n_out(&labels), st.groups.len() as i64, st.mode, device);
+            let mut adv_opt = adversary.optimizer();
+            if a.resume {
+                checkpoint::read_adversary(&out, &adversary, &mut adv_opt, &state, device)?;
+            }
+            Some((adversary, adv_opt))
+        }
+        None => None,
     };
     drop(resume);
     if state.done {
@@ -541,12 +768,42 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         precision: format!("{precision:?}").to_lowercase(),
         threads: threads as u64,
     })?;
+    if let Some((col, cells)) = reweigh_cells {
+        metrics.emit(ClfEvent::ClfReweigh { col, cells })?;
+    }
+    if let (Some(st), Some((zt, zv))) = (&s.adversary, &adv_codes) {
+        let count = |z: &[u32]| {
+            let mut c = vec![0u64; st.groups.len()];
+            z.iter().for_each(|&g| c[g as usize] += 1);
+            c
+        };
+        let train_counts = count(zt);
+        let top = (0..train_counts.len()).fold(0, |m, i| {
+            if train_counts[i] > train_counts[m] {
+                i
+            } else {
+                m
+            }
+        });
+        let valid_counts = count(zv);
+        metrics.emit(ClfEvent::ClfAdversary {
+            col: st.col.clone(),
+            mode: st.mode,
+            weight: st.weight,
+            lr: st.lr,
+            groups: st.groups.clone(),
+            majority_accuracy: train_counts[top] as f64 / zt.len().max(1) as f64,
+            valid_majority_accuracy: valid_counts[top] as f64 / zv.len().max(1) as f64,
+            train_counts,
+        })?;
+    }
     let mut run = Run {
         out: out.clone(),
         model,
         vocab: &set.vocab,
         cfg: cfg.clone(),
         opt,
+        adv,
         state,
         last_saved: None,
         metrics: &mut metrics,
@@ -563,6 +820,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     let fill = cfg.encoder.pad_token;
     let (mut w_loss, mut w_n, mut w_docs, mut w_time, mut w_gn) =
         (0.0f64, 0u64, 0u64, 0.0f64, 0.0f64);
+    let (mut w_adv_loss, mut w_adv_right) = (0.0f64, 0i64);
     let mut batches: Option<(u64, Vec<Vec<usize>>)> = None;
     let mut cur_phase = usize::MAX;
     let mut sched = None;
@@ -607,6 +865,9 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             run.state.epoch_loss_count = 0;
             run.state.epoch_docs = 0;
             run.state.epoch_train_s = 0.0;
+            run.state.epoch_adv_loss_sum = 0.0;
+            run.state.epoch_adv_right = 0;
+            run.state.epoch_adv_n = 0;
         }
         let b = &batches.as_ref().expect("set").1[batch as usize];
         let ts = Instant::now();
@@ -622,7 +883,24 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             beta: s.beta,
             clip: s.clip,
         };
-        let st = train_step(
+        let wb = weights.as_ref().map(|w| {
+            Tensor::from_slice(&b.iter().map(|&d| w[d]).collect::<Vec<f32>>()).to_device(device)
+        });
+        let zb = adv_codes.as_ref().map(|(zt, _)| {
+            Tensor::from_slice(&b.iter().map(|&d| zt[d] as i64).collect::<Vec<i64>>())
+                .to_device(device)
+        });
+        let adv_step = match (run.adv.as_mut(), &s.adversary, zb.as_ref()) {
+            (Some((adversary, opt)), Some(st), Some(z)) => Some(AdvStep {
+                adversary,
+                opt,
+                z,
+                weight: st.weight,
+                lr: st.lr,
+            }),
+            _ => None,
+        };
+        let st = train_step_with(
             &run.model,
             &mut run.opt,
             &docs,
@@ -630,6 +908,8 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             labels.task,
             &hp,
             precision,
+            wb.as_ref(),
+            adv_step,
         );
         let (lv, gn) = (st.train_loss, st.grad_norm);
         if !st.stepped {
@@ -653,6 +933,13 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         run.state.epoch_loss_count += 1;
         run.state.epoch_docs += b.len() as u64;
         run.state.epoch_train_s += dt;
+        if let Some((al, ar)) = st.adv {
+            run.state.epoch_adv_loss_sum += al;
+            run.state.epoch_adv_right += ar as u64;
+            run.state.epoch_adv_n += b.len() as u64;
+            w_adv_loss += al;
+            w_adv_right += ar;
+        }
         run.state.elapsed_s = elapsed(&t0);
         (w_loss, w_n, w_docs, w_time, w_gn) = (
             w_loss + lv,
@@ -672,20 +959,39 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                 lrs: lrs.clone(),
                 mom,
                 grad_norm: s.clip.map(|_| w_gn / w_n as f64),
+                adv_loss: s.adversary.as_ref().map(|_| w_adv_loss / w_n as f64),
+                adv_accuracy: s
+                    .adversary
+                    .as_ref()
+                    .map(|_| w_adv_right as f64 / w_docs.max(1) as f64),
                 docs_per_s: w_docs as f64 / w_time.max(1e-9),
                 elapsed_s: run.state.elapsed_s,
             })?;
             (w_loss, w_n, w_docs, w_time, w_gn) = (0.0, 0, 0, 0.0, 0.0);
+            (w_adv_loss, w_adv_right) = (0.0, 0);
         }
         let epoch_done = stepn % nb == 0;
         if epoch_done {
-            let scores = evaluate(&run.model, &valid, &valid_t, &labels, s.bs, precision);
+            let adv_eval = match (run.adv.as_ref(), adv_codes.as_ref()) {
+                (Some((a, _)), Some((_, zv))) => Some((a, zv.as_slice())),
+                _ => None,
+            };
+            let scores = evaluate_with(
+                &run.model, &valid, &valid_t, &labels, s.bs, precision, adv_eval,
+            );
+            let has_adv = s.adversary.is_some();
+            let adv_loss = has_adv
+                .then(|| run.state.epoch_adv_loss_sum / run.state.epoch_loss_count.max(1) as f64);
+            let adv_accuracy = has_adv
+                .then(|| run.state.epoch_adv_right as f64 / run.state.epoch_adv_n.max(1) as f64);
             run.state.elapsed_s = elapsed(&t0);
             run.metrics.emit(ClfEvent::ClfEpoch {
                 phase: p as u64,
                 epoch,
                 step: stepn,
                 train_loss: run.state.epoch_loss_sum / run.state.epoch_loss_count.max(1) as f64,
+                adv_loss,
+                adv_accuracy,
                 scores,
                 docs_per_s: run.state.epoch_docs as f64 / run.state.epoch_train_s.max(1e-9),
                 elapsed_s: run.state.elapsed_s,

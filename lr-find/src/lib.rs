@@ -176,6 +176,8 @@ struct ClfPrepared {
     valid: Option<ClfValid>,
 }
 
+// One value per run: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Prepared {
     Lm(LmPrepared),
     Clf(ClfPrepared),
