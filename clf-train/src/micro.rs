@@ -9,12 +9,12 @@
 
 use lm_train::config::Precision;
 use lm_train::runtime;
-use tch::{Kind, TchError, Tensor};
+use tch::{TchError, Tensor};
 
 use crate::config::Task;
 use crate::model::ClfModel;
 use crate::optim::ClfOpt;
-use crate::train::{loss, train_step, StepHyper, StepOut};
+use crate::train::{loss, regularized, train_step, StepHyper, StepOut};
 
 /// [`train_step`] with the batch's documents (`docs`, longest first; `y` their targets) run
 /// `micro` at a time. An error (out of memory, from tch's fallible calls or as the panic its
@@ -46,15 +46,7 @@ pub fn train_step_micro(
         let o = model.forward(&docs[start..end], true, precision);
         let ym = y.f_narrow(0, start as i64, (end - start) as i64)?;
         let task_loss = loss(task, &o.out, &ym);
-        let mut total = task_loss.shallow_clone();
-        if hp.alpha != 0.0 {
-            total += o.enc_out.square().mean(Kind::Float) * hp.alpha;
-        }
-        let sl = o.enc_out.size()[1];
-        if hp.beta != 0.0 && sl > 1 {
-            let d = o.enc_out.narrow(1, 1, sl - 1) - o.enc_out.narrow(1, 0, sl - 1);
-            total += d.square().mean(Kind::Float) * hp.beta;
-        }
+        let total = regularized(&task_loss, &o.enc_out, hp);
         let (lv, tv) = (task_loss.double_value(&[]), total.double_value(&[]));
         task_sum += lv * w;
         total_sum += tv * w;
@@ -65,6 +57,7 @@ pub fn train_step_micro(
                 total_loss: total_sum,
                 grad_norm: None,
                 stepped: false,
+                adv: None,
             });
         }
         (total * w).f_backward()?;
@@ -77,6 +70,7 @@ pub fn train_step_micro(
         total_loss: total_sum,
         grad_norm,
         stepped: true,
+        adv: None,
     })
 }
 

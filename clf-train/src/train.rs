@@ -204,6 +204,21 @@ pub struct StepOut {
     pub adv: Option<(f64, i64)>,
 }
 
+/// The task loss plus fastai's `RNNRegularizer` on the classifier: AR (`hp.alpha`) and TAR
+/// (`hp.beta`) on the sentence encoder's output `enc_out` (batch × seq × emb).
+pub fn regularized(task_loss: &Tensor, enc_out: &Tensor, hp: &StepHyper) -> Tensor {
+    let mut total = task_loss.shallow_clone();
+    if hp.alpha != 0.0 {
+        total += enc_out.square().mean(Kind::Float) * hp.alpha;
+    }
+    let sl = enc_out.size()[1];
+    if hp.beta != 0.0 && sl > 1 {
+        let d = enc_out.narrow(1, 1, sl - 1) - enc_out.narrow(1, 0, sl - 1);
+        total += d.square().mean(Kind::Float) * hp.beta;
+    }
+    total
+}
+
 /// The adversary's part of a training step.
 pub struct AdvStep<'a> {
     pub adversary: &'a Adversary,
@@ -249,16 +264,7 @@ pub fn train_step_with(
 ) -> StepOut {
     let o = model.forward(docs, true, precision);
     let task_loss = weighted_loss(task, &o.out, y, w);
-    let mut total_loss = task_loss.shallow_clone();
-    // fastai's RNNRegularizer on the classifier: AR and TAR on the sentence encoder's output
-    if hp.alpha != 0.0 {
-        total_loss += o.enc_out.square().mean(Kind::Float) * hp.alpha;
-    }
-    let sl = o.enc_out.size()[1];
-    if hp.beta != 0.0 && sl > 1 {
-        let d = o.enc_out.narrow(1, 1, sl - 1) - o.enc_out.narrow(1, 0, sl - 1);
-        total_loss += d.square().mean(Kind::Float) * hp.beta;
-    }
+    let total_loss = regularized(&task_loss, &o.enc_out, hp);
     let adv_out = adv.as_ref().map(|a| {
         let dev = a.adversary.vs.device();
         adversary_loss(
