@@ -705,17 +705,31 @@ fn ctrl_c_saves_a_checkpoint_and_exits_130() {
         }
     }
     assert_eq!(steps, 3, "lm-train never reported steps");
-    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "stderr: {}", String::from_utf8_lossy(&o.stderr));
-    assert!(rest.iter().any(|l| l.contains("\"type\":\"lm_checkpoint\"")), "no checkpoint record after Ctrl-C");
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("\"type\":\"lm_checkpoint\"")),
+        "no checkpoint record after Ctrl-C"
+    );
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("train_state.json")).unwrap()).unwrap();
     assert!(state["step"].as_u64().unwrap() >= 3, "{state}");
     // the checkpoint loads: weights are complete and finite
     let w = weights(&out);
     assert!(!w.is_empty());
-    assert!(w.iter().all(|(_, t)| t.isfinite().all().int64_value(&[]) == 1));
+    assert!(w
+        .iter()
+        .all(|(_, t)| t.isfinite().all().int64_value(&[]) == 1));
 }

@@ -469,15 +469,13 @@ fn run_spooled(
                     let (line, len) = (*line, *len);
                     doc_lens.push(len);
                     n_tokens += len as u64;
-                    spool
-                        .write_all(bytes)
-                        .with_context(|| {
-                            format!(
-                                "{}: writing the temporary spool file in {}",
-                                output.display(),
-                                parent.display()
-                            )
-                        })?;
+                    spool.write_all(bytes).with_context(|| {
+                        format!(
+                            "{}: writing the temporary spool file in {}",
+                            output.display(),
+                            parent.display()
+                        )
+                    })?;
                     fields.push(doc_fields);
                     if let Some(col) = &a.split_col {
                         fields.last_split(col, name, line, doc_fields)?;
@@ -550,12 +548,12 @@ fn run_spooled(
         .into_inner()
         .map_err(|e| e.into_error())
         .with_context(|| {
-                            format!(
-                                "{}: writing the temporary spool file in {}",
-                                output.display(),
-                                parent.display()
-                            )
-                        })?;
+            format!(
+                "{}: writing the temporary spool file in {}",
+                output.display(),
+                parent.display()
+            )
+        })?;
     spool_file.seek(SeekFrom::Start(0))?;
     let mut rd = BufReader::with_capacity(1 << 20, spool_file);
     let mut ids: Vec<u32> = Vec::new();
@@ -563,14 +561,13 @@ fn run_spooled(
     let mut vals: Vec<Option<&str>> = Vec::with_capacity(fields.cols.len());
     for (d, &len) in doc_lens.iter().enumerate() {
         buf.resize(len as usize * 4, 0);
-        rd.read_exact(&mut buf)
-            .with_context(|| {
-                format!(
-                    "{}: reading the temporary spool file in {}",
-                    output.display(),
-                    parent.display()
-                )
-            })?;
+        rd.read_exact(&mut buf).with_context(|| {
+            format!(
+                "{}: reading the temporary spool file in {}",
+                output.display(),
+                parent.display()
+            )
+        })?;
         ids.clear();
         ids.extend(
             buf.chunks_exact(4)

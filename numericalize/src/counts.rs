@@ -57,7 +57,11 @@ impl Dict {
     }
 
     pub fn pairs(&self) -> Vec<(String, u64)> {
-        self.itos.iter().cloned().zip(self.counts.iter().copied()).collect()
+        self.itos
+            .iter()
+            .cloned()
+            .zip(self.counts.iter().copied())
+            .collect()
     }
 }
 
@@ -72,14 +76,27 @@ pub struct CountsFile {
 
 impl CountsFile {
     pub fn load(path: &Path) -> Result<CountsFile> {
-        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let c: CountsFile = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: not a counts file (made by `numericalize count`)", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let c: CountsFile = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{}: not a counts file (made by `numericalize count`)",
+                path.display()
+            )
+        })?;
         if c.format != COUNTS_FORMAT {
-            bail!("{}: format is {:?}, expected {COUNTS_FORMAT:?}", path.display(), c.format);
+            bail!(
+                "{}: format is {:?}, expected {COUNTS_FORMAT:?}",
+                path.display(),
+                c.format
+            );
         }
         if c.version != COUNTS_VERSION {
-            bail!("{}: counts format version {} is not supported (this build reads {COUNTS_VERSION})", path.display(), c.version);
+            bail!(
+                "{}: counts format version {} is not supported (this build reads {COUNTS_VERSION})",
+                path.display(),
+                c.version
+            );
         }
         Ok(c)
     }
@@ -88,7 +105,10 @@ impl CountsFile {
 pub fn run_count(a: &CountArgs, common: &CommonArgs) -> Result<()> {
     let start = Instant::now();
     if a.output.exists() && !a.force {
-        bail!("{}: already exists (use --force to replace it)", a.output.display());
+        bail!(
+            "{}: already exists (use --force to replace it)",
+            a.output.display()
+        );
     }
     let mut dict = Dict::default();
     let (mut docs, mut tokens) = (0u64, 0u64);
@@ -104,12 +124,22 @@ pub fn run_count(a: &CountArgs, common: &CommonArgs) -> Result<()> {
             Ok(())
         })?;
     }
-    let file = CountsFile { format: COUNTS_FORMAT.into(), version: COUNTS_VERSION, docs, tokens, counts: dict.pairs() };
+    let file = CountsFile {
+        format: COUNTS_FORMAT.into(),
+        version: COUNTS_VERSION,
+        docs,
+        tokens,
+        counts: dict.pairs(),
+    };
     let mut json = serde_json::to_vec(&file)?;
     json.push(b'\n');
     shared::atomic::write_file(&a.output, &json, a.force)?;
     if !common.quiet {
-        eprintln!("numericalize: counted {docs} docs, {tokens} tokens, {} distinct → {}", dict.len(), a.output.display());
+        eprintln!(
+            "numericalize: counted {docs} docs, {tokens} tokens, {} distinct → {}",
+            dict.len(),
+            a.output.display()
+        );
     }
     Metrics::stdout("numericalize").emit(Event::CountSummary {
         output: a.output.display().to_string(),
@@ -121,9 +151,16 @@ pub fn run_count(a: &CountArgs, common: &CommonArgs) -> Result<()> {
 }
 
 pub fn run_merge(a: &MergeArgs, common: &CommonArgs) -> Result<()> {
-    let out = if a.output.is_dir() { a.output.join(VOCAB_FILE) } else { a.output.clone() };
+    let out = if a.output.is_dir() {
+        a.output.join(VOCAB_FILE)
+    } else {
+        a.output.clone()
+    };
     if out.exists() && !a.force {
-        bail!("{}: already exists (use --force to replace it)", out.display());
+        bail!(
+            "{}: already exists (use --force to replace it)",
+            out.display()
+        );
     }
     let mut dict = Dict::default();
     for p in &a.inputs {

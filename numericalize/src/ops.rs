@@ -12,12 +12,22 @@ use crate::args::{CatArgs, PackArgs, UnpackArgs, VerifyArgs};
 /// Splits are concatenated in argument order; rows are renumbered to count across inputs.
 pub fn run_cat(a: &CatArgs, common: &CommonArgs) -> Result<()> {
     if a.output.exists() && !a.force {
-        bail!("{}: already exists (use --force to replace it)", a.output.display());
+        bail!(
+            "{}: already exists (use --force to replace it)",
+            a.output.display()
+        );
     }
     let sets: Vec<ShardSet> = a.inputs.iter().map(ShardSet::open).collect::<Result<_>>()?;
     let first = &sets[0];
     for s in &sets[1..] {
-        s.require_vocab(&first.manifest.vocab_hash, &format!("cat: {} has another vocab than {}", s.dir.display(), first.dir.display()))?;
+        s.require_vocab(
+            &first.manifest.vocab_hash,
+            &format!(
+                "cat: {} has another vocab than {}",
+                s.dir.display(),
+                first.dir.display()
+            ),
+        )?;
         if s.manifest.fields != first.manifest.fields {
             bail!(
                 "{}: fields [{}] differ from {}'s [{}]",
@@ -28,8 +38,16 @@ pub fn run_cat(a: &CatArgs, common: &CommonArgs) -> Result<()> {
             );
         }
     }
-    let splits: BTreeSet<String> = sets.iter().flat_map(|s| s.split_names().map(String::from).collect::<Vec<_>>()).collect();
-    let mut w = ShardSetWriter::create(&a.output, a.force, first.vocab.clone(), first.manifest.fields.clone())?;
+    let splits: BTreeSet<String> = sets
+        .iter()
+        .flat_map(|s| s.split_names().map(String::from).collect::<Vec<_>>())
+        .collect();
+    let mut w = ShardSetWriter::create(
+        &a.output,
+        a.force,
+        first.vocab.clone(),
+        first.manifest.fields.clone(),
+    )?;
     let mut ids = Vec::new();
     let mut row_base = 0u64;
     let mut fingerprint = blake3::Hasher::new();
@@ -54,7 +72,13 @@ pub fn run_cat(a: &CatArgs, common: &CommonArgs) -> Result<()> {
                                       "settings": first.manifest.settings});
     let m = w.finish(settings, fingerprint.finalize().to_hex().to_string())?;
     if !common.quiet {
-        eprintln!("numericalize: joined {} shard sets: {} docs, {} tokens → {}", sets.len(), m.docs, m.tokens, a.output.display());
+        eprintln!(
+            "numericalize: joined {} shard sets: {} docs, {} tokens → {}",
+            sets.len(),
+            m.docs,
+            m.tokens,
+            a.output.display()
+        );
     }
     Ok(())
 }
@@ -62,7 +86,11 @@ pub fn run_cat(a: &CatArgs, common: &CommonArgs) -> Result<()> {
 pub fn run_pack(a: &PackArgs, common: &CommonArgs) -> Result<()> {
     let bytes = shared::archive::pack(&a.input, &a.output, a.force, a.level)?;
     if !common.quiet {
-        eprintln!("numericalize: packed {} → {} ({bytes} bytes)", a.input.display(), a.output.display());
+        eprintln!(
+            "numericalize: packed {} → {} ({bytes} bytes)",
+            a.input.display(),
+            a.output.display()
+        );
     }
     Ok(())
 }
@@ -70,7 +98,13 @@ pub fn run_pack(a: &PackArgs, common: &CommonArgs) -> Result<()> {
 pub fn run_unpack(a: &UnpackArgs, common: &CommonArgs) -> Result<()> {
     let set = shared::archive::unpack(&a.input, &a.output, a.force)?;
     if !common.quiet {
-        eprintln!("numericalize: unpacked {} → {} ({} docs, {} tokens, verified)", a.input.display(), a.output.display(), set.manifest.docs, set.manifest.tokens);
+        eprintln!(
+            "numericalize: unpacked {} → {} ({} docs, {} tokens, verified)",
+            a.input.display(),
+            a.output.display(),
+            set.manifest.docs,
+            set.manifest.tokens
+        );
     }
     Ok(())
 }
@@ -82,7 +116,12 @@ pub fn run_verify(a: &VerifyArgs, _common: &CommonArgs) -> Result<()> {
     let splits: serde_json::Map<String, serde_json::Value> = m
         .splits
         .iter()
-        .map(|(k, v)| (k.clone(), serde_json::json!({"docs": v.docs, "tokens": v.tokens})))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::json!({"docs": v.docs, "tokens": v.tokens}),
+            )
+        })
         .collect();
     println!(
         "{}",

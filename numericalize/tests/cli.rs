@@ -32,7 +32,13 @@ fn usage_errors_exit_2() {
 fn empty_input_is_an_error_and_writes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("s");
-    let o = numericalize().arg("-o").arg(&out).arg("-q").stdin(std::process::Stdio::null()).output().unwrap();
+    let o = numericalize()
+        .arg("-o")
+        .arg(&out)
+        .arg("-q")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
@@ -62,12 +68,19 @@ fn empty_input_with_a_split_column_is_an_error_not_a_panic() {
     let out = d.path().join("out");
     for vocab in [None, Some(&vocab_src)] {
         let mut c = numericalize();
-        c.arg("-o").arg(&out).args(["-q", "--split-col", "is_valid"]);
+        c.arg("-o")
+            .arg(&out)
+            .args(["-q", "--split-col", "is_valid"]);
         if let Some(v) = vocab {
             c.arg("--vocab").arg(v);
         }
         let o = c.stdin(std::process::Stdio::null()).output().unwrap();
-        assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert_eq!(
             String::from_utf8_lossy(&o.stderr),
             "numericalize: <stdin>: no tokens (0 documents; the input is empty or only whitespace)\n"

@@ -34,10 +34,13 @@ pub fn pack(dir: &Path, out: &Path, force: bool, level: i32) -> Result<u64> {
     for n in &names {
         let p = dir.join(n);
         let mut f = File::open(&p).with_context(|| format!("{}: cannot read", p.display()))?;
-        tar.append_file(n, &mut f).with_context(|| format!("{}: packing failed", p.display()))?;
+        tar.append_file(n, &mut f)
+            .with_context(|| format!("{}: packing failed", p.display()))?;
     }
     let enc = tar.into_inner().context("finishing tar")?;
-    let file = enc.finish().with_context(|| format!("{}: write failed", out.display()))?;
+    let file = enc
+        .finish()
+        .with_context(|| format!("{}: write failed", out.display()))?;
     file.commit()?;
     Ok(std::fs::metadata(out)?.len())
 }
@@ -45,32 +48,51 @@ pub fn pack(dir: &Path, out: &Path, force: bool, level: i32) -> Result<u64> {
 fn simple_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// Unpacks `archive` into a new directory `out` (atomically) and verifies it.
 pub fn unpack(archive: &Path, out: &Path, force: bool) -> Result<ShardSet> {
     let f = File::open(archive).with_context(|| format!("{}: cannot open", archive.display()))?;
-    let dec = zstd::Decoder::new(BufReader::new(f)).with_context(|| format!("{}: not a zstd archive", archive.display()))?;
+    let dec = zstd::Decoder::new(BufReader::new(f))
+        .with_context(|| format!("{}: not a zstd archive", archive.display()))?;
     let dir = AtomicDir::create(out, force)?;
     let mut tar = tar::Archive::new(dec);
-    let entries = tar.entries().with_context(|| format!("{}: not a tar.zst shard archive", archive.display()))?;
+    let entries = tar
+        .entries()
+        .with_context(|| format!("{}: not a tar.zst shard archive", archive.display()))?;
     for entry in entries {
         let mut entry = entry.with_context(|| format!("{}: corrupt archive", archive.display()))?;
         if entry.header().entry_type() != tar::EntryType::Regular {
-            bail!("{}: archive holds something other than plain files", archive.display());
+            bail!(
+                "{}: archive holds something other than plain files",
+                archive.display()
+            );
         }
-        let name = entry.path().with_context(|| format!("{}: bad entry name", archive.display()))?;
+        let name = entry
+            .path()
+            .with_context(|| format!("{}: bad entry name", archive.display()))?;
         let name = name.to_string_lossy().into_owned();
         if !simple_name(&name) {
-            bail!("{}: archive entry {name:?} is not a plain file name", archive.display());
+            bail!(
+                "{}: archive entry {name:?} is not a plain file name",
+                archive.display()
+            );
         }
         let dest = dir.path().join(&name);
-        let mut w = File::create(&dest).with_context(|| format!("{}: cannot create", dest.display()))?;
-        std::io::copy(&mut entry, &mut w).with_context(|| format!("{}: corrupt archive (entry {name})", archive.display()))?;
+        let mut w =
+            File::create(&dest).with_context(|| format!("{}: cannot create", dest.display()))?;
+        std::io::copy(&mut entry, &mut w)
+            .with_context(|| format!("{}: corrupt archive (entry {name})", archive.display()))?;
     }
-    ShardSet::open_dir(dir.path(), Verify::Full)
-        .with_context(|| format!("{}: the archive does not hold a valid shard set", archive.display()))?;
+    ShardSet::open_dir(dir.path(), Verify::Full).with_context(|| {
+        format!(
+            "{}: the archive does not hold a valid shard set",
+            archive.display()
+        )
+    })?;
     let target = dir.target().to_path_buf();
     dir.commit()?;
     Ok(ShardSet::open_dir(&target, Verify::Quick)?)
@@ -92,10 +114,13 @@ pub fn cache_dir() -> PathBuf {
 /// Unpacks `archive` once into the cache and returns the directory.
 pub fn unpack_cached(archive: &Path) -> Result<PathBuf> {
     let mut h = blake3::Hasher::new();
-    let mut f = File::open(archive).with_context(|| format!("{}: cannot open", archive.display()))?;
+    let mut f =
+        File::open(archive).with_context(|| format!("{}: cannot open", archive.display()))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("{}: read failed", archive.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("{}: read failed", archive.display()))?;
         if n == 0 {
             break;
         }
@@ -103,7 +128,8 @@ pub fn unpack_cached(archive: &Path) -> Result<PathBuf> {
     }
     let key = h.finalize().to_hex()[..32].to_string();
     let root = cache_dir().join("shards");
-    std::fs::create_dir_all(&root).with_context(|| format!("{}: cannot create cache", root.display()))?;
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("{}: cannot create cache", root.display()))?;
     let dir = root.join(key);
     if !dir.is_dir() {
         unpack(archive, &dir, false)?;

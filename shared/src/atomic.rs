@@ -50,7 +50,9 @@ fn pid_alive(pid: u32) -> bool {
 /// Removes `.NAME.tmp.PID.N` / `.NAME.old.PID.N` leftovers of killed processes.
 fn clean_stale(path: &Path) {
     let Ok(name) = file_name(path) else { return };
-    let Ok(entries) = fs::read_dir(parent_of(path)) else { return };
+    let Ok(entries) = fs::read_dir(parent_of(path)) else {
+        return;
+    };
     for e in entries.flatten() {
         let fname = e.file_name().to_string_lossy().into_owned();
         for kind in ["tmp", "old"] {
@@ -59,7 +61,11 @@ fn clean_stale(path: &Path) {
                 if let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) {
                     if !pid_alive(pid) {
                         let p = e.path();
-                        let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+                        let _ = if p.is_dir() {
+                            fs::remove_dir_all(&p)
+                        } else {
+                            fs::remove_file(&p)
+                        };
                     }
                 }
             }
@@ -69,11 +75,18 @@ fn clean_stale(path: &Path) {
 
 fn check_target(path: &Path, force: bool) -> Result<()> {
     if path.exists() && !force {
-        bail!("{}: already exists (use --force to replace it)", path.display());
+        bail!(
+            "{}: already exists (use --force to replace it)",
+            path.display()
+        );
     }
     let parent = parent_of(path);
     if !parent.is_dir() {
-        bail!("{}: the directory {} does not exist", path.display(), parent.display());
+        bail!(
+            "{}: the directory {} does not exist",
+            path.display(),
+            parent.display()
+        );
     }
     Ok(())
 }
@@ -96,7 +109,13 @@ fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     #[allow(unsafe_code)]
     // SAFETY: both arguments are valid NUL-terminated paths that outlive the call.
     let r = unsafe {
-        libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
     };
     if r == 0 {
         Ok(())
@@ -125,14 +144,26 @@ impl AtomicDir {
         let target = target.as_ref().to_path_buf();
         check_target(&target, force)?;
         if target.exists() && !target.is_dir() {
-            bail!("{}: exists and is not a directory; refusing to replace it", target.display());
+            bail!(
+                "{}: exists and is not a directory; refusing to replace it",
+                target.display()
+            );
         }
         clean_stale(&target);
         let tmp = temp_sibling(&target, "tmp")?;
         fs::create_dir(&tmp).with_context(|| {
-            format!("{}: cannot create a temporary directory in {}", target.display(), parent_of(&target).display())
+            format!(
+                "{}: cannot create a temporary directory in {}",
+                target.display(),
+                parent_of(&target).display()
+            )
         })?;
-        Ok(AtomicDir { target, tmp, force, done: false })
+        Ok(AtomicDir {
+            target,
+            tmp,
+            force,
+            done: false,
+        })
     }
 
     /// Where to write the contents before commit.
@@ -167,11 +198,18 @@ impl AtomicDir {
         }
         if self.target.exists() {
             if !self.force {
-                bail!("{}: appeared while we were writing; not replaced", self.target.display());
+                bail!(
+                    "{}: appeared while we were writing; not replaced",
+                    self.target.display()
+                );
             }
             let aside = temp_sibling(&self.target, "old")?;
-            fs::rename(&self.target, &aside)
-                .with_context(|| format!("{}: cannot move the old output aside", self.target.display()))?;
+            fs::rename(&self.target, &aside).with_context(|| {
+                format!(
+                    "{}: cannot move the old output aside",
+                    self.target.display()
+                )
+            })?;
             old = Some(aside);
         }
         fs::rename(&self.tmp, &self.target)
@@ -179,7 +217,11 @@ impl AtomicDir {
         self.done = true;
         sync_dir(&parent_of(&self.target));
         if let Some(old) = old {
-            let _ = if old.is_dir() { fs::remove_dir_all(&old) } else { fs::remove_file(&old) };
+            let _ = if old.is_dir() {
+                fs::remove_dir_all(&old)
+            } else {
+                fs::remove_file(&old)
+            };
         }
         Ok(())
     }
@@ -207,7 +249,9 @@ pub struct AtomicFile {
 }
 
 fn is_special(path: &Path) -> bool {
-    std::fs::metadata(path).map(|m| !m.is_file() && !m.is_dir()).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| !m.is_file() && !m.is_dir())
+        .unwrap_or(false)
 }
 
 impl AtomicFile {
@@ -233,9 +277,19 @@ impl AtomicFile {
         clean_stale(&target);
         let tmp = temp_sibling(&target, "tmp")?;
         let f = File::create(&tmp).with_context(|| {
-            format!("{}: cannot create a temporary file in {}", target.display(), parent_of(&target).display())
+            format!(
+                "{}: cannot create a temporary file in {}",
+                target.display(),
+                parent_of(&target).display()
+            )
         })?;
-        Ok(AtomicFile { target, tmp, writer: Some(BufWriter::with_capacity(1 << 20, f)), done: false, direct: false })
+        Ok(AtomicFile {
+            target,
+            tmp,
+            writer: Some(BufWriter::with_capacity(1 << 20, f)),
+            done: false,
+            direct: false,
+        })
     }
 
     pub fn target(&self) -> &Path {
@@ -245,14 +299,16 @@ impl AtomicFile {
     /// Flushes, syncs and renames into place.
     pub fn commit(mut self) -> Result<()> {
         let w = self.writer.take().expect("writer present until commit");
-        let f = w.into_inner().map_err(|e| e.into_error()).with_context(|| {
-            format!("{}: write failed", self.target.display())
-        })?;
+        let f = w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("{}: write failed", self.target.display()))?;
         if self.direct {
             self.done = true;
             return Ok(());
         }
-        f.sync_all().with_context(|| format!("{}: sync failed", self.target.display()))?;
+        f.sync_all()
+            .with_context(|| format!("{}: sync failed", self.target.display()))?;
         drop(f);
         fs::rename(&self.tmp, &self.target)
             .with_context(|| format!("{}: cannot publish", self.target.display()))?;
@@ -290,9 +346,12 @@ pub fn commit_all(mut files: Vec<AtomicFile>) -> Result<()> {
     for f in &mut files {
         let target = f.target.clone();
         let w = f.writer.as_mut().expect("writer present until commit");
-        w.flush().with_context(|| format!("{}: write failed", target.display()))?;
+        w.flush()
+            .with_context(|| format!("{}: write failed", target.display()))?;
         if !f.direct {
-            w.get_ref().sync_all().with_context(|| format!("{}: sync failed", target.display()))?;
+            w.get_ref()
+                .sync_all()
+                .with_context(|| format!("{}: sync failed", target.display()))?;
         }
     }
     for f in files {
@@ -304,7 +363,8 @@ pub fn commit_all(mut files: Vec<AtomicFile>) -> Result<()> {
 /// Writes `bytes` to `path` atomically.
 pub fn write_file(path: impl AsRef<Path>, bytes: &[u8], force: bool) -> Result<()> {
     let mut f = AtomicFile::create(path, force)?;
-    f.write_all(bytes).with_context(|| format!("{}: write failed", f.target().display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("{}: write failed", f.target().display()))?;
     f.commit()
 }
 
@@ -375,7 +435,10 @@ mod tests {
 
     #[test]
     fn a_directory_never_replaces_a_file_or_device() {
-        assert!(AtomicDir::create("/dev/null", true).unwrap_err().to_string().contains("not a directory"));
+        assert!(AtomicDir::create("/dev/null", true)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
         assert!(!fs::metadata("/dev/null").unwrap().is_file());
     }
 

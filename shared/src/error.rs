@@ -15,15 +15,27 @@ pub enum FormatError {
         source: std::io::Error,
     },
     #[error("{path}: not a {expected} file (bad magic bytes)")]
-    BadMagic { path: PathBuf, expected: &'static str },
+    BadMagic {
+        path: PathBuf,
+        expected: &'static str,
+    },
     #[error("{path}: format version {found} is not supported (this build reads version {supported}); re-run numericalize to regenerate it")]
-    Version { path: PathBuf, found: u32, supported: u32 },
+    Version {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("{path}: truncated or corrupt: {what}")]
     Corrupt { path: PathBuf, what: String },
     #[error("{path}: checksum mismatch ({what}); the file was changed after it was written")]
     Checksum { path: PathBuf, what: String },
     #[error("{path}: vocab hash {found} does not match {expected} ({context})")]
-    VocabMismatch { path: PathBuf, found: String, expected: String, context: String },
+    VocabMismatch {
+        path: PathBuf,
+        found: String,
+        expected: String,
+        context: String,
+    },
     #[error("{path}: invalid JSON: {msg}")]
     Json { path: PathBuf, msg: String },
     #[error("{path}: {msg}")]
@@ -32,13 +44,22 @@ pub enum FormatError {
 
 impl FormatError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        FormatError::Io { path: path.into(), source }
+        FormatError::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
-        FormatError::Corrupt { path: path.into(), what: what.into() }
+        FormatError::Corrupt {
+            path: path.into(),
+            what: what.into(),
+        }
     }
     pub fn invalid(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        FormatError::Invalid { path: path.into(), msg: msg.into() }
+        FormatError::Invalid {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }
 

@@ -26,13 +26,13 @@ pub mod csvquote;
 pub mod error;
 pub mod input;
 pub mod metrics;
-pub mod plot;
 pub mod pickle;
+pub mod plot;
 pub mod progress;
 pub mod shards;
+pub mod stream;
 pub mod tokmap;
 pub mod torch_file;
-pub mod stream;
 pub mod vocab;
 
 pub use error::FormatError;

@@ -57,9 +57,21 @@ pub enum Event {
         tokens_per_s: f64,
     },
     /// End of `numericalize count` (the map step of map-reduce preprocessing).
-    CountSummary { output: String, docs: u64, tokens: u64, distinct_tokens: u64, elapsed_s: f64 },
+    CountSummary {
+        output: String,
+        docs: u64,
+        tokens: u64,
+        distinct_tokens: u64,
+        elapsed_s: f64,
+    },
     /// End of `numericalize merge-counts` (the reduce step).
-    VocabSummary { output: String, inputs: u64, distinct_tokens: u64, vocab_size: u64, vocab_hash: String },
+    VocabSummary {
+        output: String,
+        inputs: u64,
+        distinct_tokens: u64,
+        vocab_size: u64,
+        vocab_hash: String,
+    },
 
     /// `lm-train`: start of training, with sizes and the schedule's length. `bs` is the
     /// effective batch (streams per optimizer step); `micro_bs` the streams per forward/backward
@@ -85,7 +97,12 @@ pub enum Event {
     },
     /// `lm-train --init` loaded a checkpoint; with a different vocab, rows were matched by token
     /// string (fastai's `match_embeds`).
-    LmInit { source: String, vocab_size: u64, matched_tokens: u64, new_tokens: u64 },
+    LmInit {
+        source: String,
+        vocab_size: u64,
+        matched_tokens: u64,
+        new_tokens: u64,
+    },
     /// `lm-train`, every `--log-every` steps: means over the steps since the last record.
     /// `grad_norm` only with `--clip`.
     LmStep {
@@ -113,7 +130,12 @@ pub enum Event {
     LmCheckpoint { path: String, step: u64, epoch: u64 },
     /// `lm-train` ran out of memory in a step and retries it with half the micro-batch (and
     /// twice the accumulation), so the effective batch is unchanged.
-    LmBackoff { step: u64, micro_bs: u64, accum_steps: u64, error: String },
+    LmBackoff {
+        step: u64,
+        micro_bs: u64,
+        accum_steps: u64,
+        error: String,
+    },
     /// `lm-train`'s memory estimate for a configuration (`--dry-run`, `--bs auto`): bytes of
     /// parameters, gradients, optimizer state, and activations (`activation_bytes_per_token`
     /// × micro_bs × bptt); `measured_bytes` is a probe's measured peak when one ran.
@@ -151,7 +173,10 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn stdout(tool: &'static str) -> Self {
-        Metrics { tool, out: Some(Box::new(io::stdout())) }
+        Metrics {
+            tool,
+            out: Some(Box::new(io::stdout())),
+        }
     }
 
     pub fn none(tool: &'static str) -> Self {
@@ -163,12 +188,20 @@ impl Metrics {
         if crate::cli::is_stdio(path) {
             return Ok(Self::stdout(tool));
         }
-        let f = File::create(path).with_context(|| format!("{}: cannot create metrics file", path.display()))?;
-        Ok(Metrics { tool, out: Some(Box::new(BufWriter::new(f))) })
+        let f = File::create(path)
+            .with_context(|| format!("{}: cannot create metrics file", path.display()))?;
+        Ok(Metrics {
+            tool,
+            out: Some(Box::new(BufWriter::new(f))),
+        })
     }
 
     /// `--metrics FILE` if given, else `default`.
-    pub fn from_flag(tool: &'static str, path: Option<&Path>, default: fn(&'static str) -> Self) -> Result<Self> {
+    pub fn from_flag(
+        tool: &'static str,
+        path: Option<&Path>,
+        default: fn(&'static str) -> Self,
+    ) -> Result<Self> {
         match path {
             Some(p) => Self::file(tool, p),
             None => Ok(default(tool)),
@@ -176,8 +209,14 @@ impl Metrics {
     }
 
     pub fn emit(&mut self, event: Event) -> Result<()> {
-        let Some(out) = self.out.as_mut() else { return Ok(()) };
-        let rec = Record { schema: SCHEMA, tool: self.tool.to_string(), event };
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        let rec = Record {
+            schema: SCHEMA,
+            tool: self.tool.to_string(),
+            event,
+        };
         serde_json::to_writer(&mut *out, &rec)?;
         out.write_all(b"\n")?;
         out.flush().context("writing metrics")?;
@@ -194,10 +233,21 @@ mod tests {
         let rec = Record {
             schema: SCHEMA,
             tool: "tokenize".into(),
-            event: Event::CountSummary { output: "c.json".into(), docs: 2, tokens: 10, distinct_tokens: 7, elapsed_s: 0.5 },
+            event: Event::CountSummary {
+                output: "c.json".into(),
+                docs: 2,
+                tokens: 10,
+                distinct_tokens: 7,
+                elapsed_s: 0.5,
+            },
         };
         let s = serde_json::to_string(&rec).unwrap();
-        assert!(s.starts_with(r#"{"schema":1,"tool":"tokenize","type":"count_summary","output":"c.json""#), "{s}");
+        assert!(
+            s.starts_with(
+                r#"{"schema":1,"tool":"tokenize","type":"count_summary","output":"c.json""#
+            ),
+            "{s}"
+        );
         let back: Record = serde_json::from_str(&s).unwrap();
         assert_eq!(back, rec);
     }

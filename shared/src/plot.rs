@@ -839,7 +839,11 @@ impl LineChart {
         let mut d = Drawing::new(w as u32, h as u32);
 
         // the title at double size when it fits, else at the normal size
-        let ts = if text_w(&self.title, 2) <= w - 16 { 2 } else { 1 };
+        let ts = if text_w(&self.title, 2) <= w - 16 {
+            2
+        } else {
+            1
+        };
         d.text(
             ((w - text_w(&self.title, ts)) / 2).max(4),
             if ts == 2 { 12 } else { 18 },

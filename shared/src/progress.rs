@@ -51,7 +51,12 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(mode: ProgressMode, tool: &'static str, unit: &'static str, total: Option<u64>) -> Self {
+    pub fn new(
+        mode: ProgressMode,
+        tool: &'static str,
+        unit: &'static str,
+        total: Option<u64>,
+    ) -> Self {
         let bar = (mode == ProgressMode::Bar).then(|| {
             let b = match total {
                 Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
@@ -69,7 +74,16 @@ impl Progress {
             b
         });
         let now = Instant::now();
-        Progress { mode, bar, tool, unit, total, done: 0, start: now, last_json: now }
+        Progress {
+            mode,
+            bar,
+            tool,
+            unit,
+            total,
+            done: 0,
+            start: now,
+            last_json: now,
+        }
     }
 
     pub fn inc(&mut self, n: u64) {

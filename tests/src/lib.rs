@@ -16,20 +16,26 @@ pub fn bin_dir() -> PathBuf {
 /// Path of a workspace binary; panics with a hint when it has not been built.
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} not built: run `cargo test --workspace` (or `make test`)", p.display());
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo test --workspace` (or `make test`)",
+        p.display()
+    );
     p
 }
 
 /// `../shared/data` beside the workspace, if present.
 pub fn shared_data() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    p.is_dir().then(|| p.canonicalize().expect("canonical path"))
+    p.is_dir()
+        .then(|| p.canonicalize().expect("canonical path"))
 }
 
 /// `../shared` (data, peer scripts, fixtures), if present.
 pub fn shared_dir() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    p.is_dir().then(|| p.canonicalize().expect("canonical path"))
+    p.is_dir()
+        .then(|| p.canonicalize().expect("canonical path"))
 }
 
 /// Returns the shared data dir or prints why the test is skipped.
@@ -44,7 +50,9 @@ pub fn require_data(test: &str) -> Option<PathBuf> {
 /// Runs `cmd` with `stdin` bytes and returns its output.
 pub fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
     use std::io::Write;
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     {
         let mut si = child.stdin.take().expect("stdin");
@@ -66,10 +74,18 @@ pub fn stderr(o: &Output) -> String {
 /// containing every one of `needles`.
 pub fn assert_error(o: &Output, tool: &str, needles: &[&str]) {
     let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "expected exit 2, got {:?}; stderr: {err}", o.status.code());
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "expected exit 2, got {:?}; stderr: {err}",
+        o.status.code()
+    );
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one stderr line, got: {err}");
-    assert!(lines[0].starts_with(&format!("{tool}: ")), "stderr not prefixed by the tool name: {err}");
+    assert!(
+        lines[0].starts_with(&format!("{tool}: ")),
+        "stderr not prefixed by the tool name: {err}"
+    );
     for n in needles {
         assert!(lines[0].contains(n), "stderr {:?} lacks {n:?}", lines[0]);
     }
@@ -78,7 +94,11 @@ pub fn assert_error(o: &Output, tool: &str, needles: &[&str]) {
 /// Names in `dir` (sorted), to check that nothing partial was left behind.
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v

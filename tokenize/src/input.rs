@@ -86,11 +86,19 @@ impl std::fmt::Display for Line {
     }
 }
 
-fn utf8_error(name: &str, loc: &dyn std::fmt::Display, bytes: &[u8], lossy: bool) -> Result<String> {
+fn utf8_error(
+    name: &str,
+    loc: &dyn std::fmt::Display,
+    bytes: &[u8],
+    lossy: bool,
+) -> Result<String> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Ok(s.to_string()),
         Err(_) if lossy => Ok(String::from_utf8_lossy(bytes).into_owned()),
-        Err(e) => bail!("{name}: {loc}: invalid UTF-8 at byte {} (use --lossy to replace it)", e.valid_up_to()),
+        Err(e) => bail!(
+            "{name}: {loc}: invalid UTF-8 at byte {} (use --lossy to replace it)",
+            e.valid_up_to()
+        ),
     }
 }
 
@@ -121,7 +129,9 @@ pub fn open_reader(path: &Path) -> Result<(String, Box<dyn BufRead + Send>)> {
         (path.display().to_string(), Box::new(f))
     };
     let mut br: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(1 << 20, r));
-    let head = br.fill_buf().with_context(|| format!("{name}: read failed"))?;
+    let head = br
+        .fill_buf()
+        .with_context(|| format!("{name}: read failed"))?;
     check_encoding(&name, head)?;
     Ok((name, br))
 }
@@ -136,9 +146,18 @@ pub fn detect(path: &Path, format: Format, head: &[u8]) -> Format {
     }
     if shared::cli::is_stdio(path) {
         let first = head.iter().find(|b| !b.is_ascii_whitespace());
-        return if first == Some(&b'{') { Format::Jsonl } else { Format::Csv };
+        return if first == Some(&b'{') {
+            Format::Jsonl
+        } else {
+            Format::Csv
+        };
     }
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("csv") => Format::Csv,
         Some("tsv") | Some("tab") => Format::Tsv,
         Some("jsonl") | Some("ndjson") | Some("json") => Format::Jsonl,
@@ -147,24 +166,45 @@ pub fn detect(path: &Path, format: Format, head: &[u8]) -> Format {
 }
 
 /// Builds the source for one input path.
-pub fn open_source(path: &Path, format: Format, cols: &Columns, lossy: bool) -> Result<Box<dyn Source>> {
+pub fn open_source(
+    path: &Path,
+    format: Format,
+    cols: &Columns,
+    lossy: bool,
+) -> Result<Box<dyn Source>> {
     if path.is_dir() {
         if !matches!(format, Format::Auto | Format::Folder) {
-            bail!("{}: is a directory; only --format folder reads directories", path.display());
+            bail!(
+                "{}: is a directory; only --format folder reads directories",
+                path.display()
+            );
         }
         return Ok(Box::new(FolderSource::new(path, cols.clone(), lossy)?));
     }
     let (name, mut r) = open_reader(path)?;
-    let head = r.fill_buf().with_context(|| format!("{name}: read failed"))?.to_vec();
+    let head = r
+        .fill_buf()
+        .with_context(|| format!("{name}: read failed"))?
+        .to_vec();
     let format = detect(path, format, &head);
     Ok(match format {
-        Format::Csv | Format::Tsv => {
-            Box::new(CsvSource::new(name, r, if format == Format::Tsv { b'\t' } else { b',' }, cols.clone(), lossy)?)
-        }
+        Format::Csv | Format::Tsv => Box::new(CsvSource::new(
+            name,
+            r,
+            if format == Format::Tsv { b'\t' } else { b',' },
+            cols.clone(),
+            lossy,
+        )?),
         Format::Jsonl => Box::new(JsonlSource::new(name, r, cols.clone(), lossy)),
         Format::Lines => Box::new(LinesSource::new(name, r, cols.clone(), lossy)?),
         Format::Paragraphs => Box::new(ParagraphsSource::new(name, r, cols.clone(), lossy)?),
-        Format::Whole => Box::new(WholeSource::new(name, path.to_path_buf(), r, cols.clone(), lossy)?),
+        Format::Whole => Box::new(WholeSource::new(
+            name,
+            path.to_path_buf(),
+            r,
+            cols.clone(),
+            lossy,
+        )?),
         Format::Folder => bail!("{name}: --format folder needs a directory"),
         Format::Auto => unreachable!("resolved above"),
     })
@@ -196,12 +236,32 @@ pub struct CsvSource {
 }
 
 impl CsvSource {
-    pub fn new(name: String, r: Box<dyn BufRead + Send>, delim: u8, cols: Columns, lossy: bool) -> Result<Self> {
-        let mut rdr = csv::ReaderBuilder::new().delimiter(delim).has_headers(true).flexible(false).from_reader(QuoteTracker::new(r, delim));
+    pub fn new(
+        name: String,
+        r: Box<dyn BufRead + Send>,
+        delim: u8,
+        cols: Columns,
+        lossy: bool,
+    ) -> Result<Self> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .delimiter(delim)
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(QuoteTracker::new(r, delim));
         let headers = rdr.byte_headers().map_err(|e| csv_error(&name, e))?.clone();
         if headers.is_empty() {
             // An empty file has no records (`run` then reports that there are no documents).
-            return Ok(CsvSource { name, rdr, text_idx: vec![], keep_idx: vec![], cols, lossy, record: csv::ByteRecord::new(), empty: true, last_line: 0 });
+            return Ok(CsvSource {
+                name,
+                rdr,
+                text_idx: vec![],
+                keep_idx: vec![],
+                cols,
+                lossy,
+                record: csv::ByteRecord::new(),
+                empty: true,
+                last_line: 0,
+            });
         }
         let mut names = Vec::new();
         for (i, h) in headers.iter().enumerate() {
@@ -215,21 +275,46 @@ impl CsvSource {
             names.push(h);
         }
         let find = |c: &str| -> Result<usize> {
-            names.iter().position(|n| n == c).ok_or_else(|| {
-                anyhow!("{name}: no column {c:?} (columns: {})", names.join(", "))
-            })
+            names
+                .iter()
+                .position(|n| n == c)
+                .ok_or_else(|| anyhow!("{name}: no column {c:?} (columns: {})", names.join(", ")))
         };
-        let text_idx = cols.text.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
-        let keep_idx = cols.keep.iter().map(|c| Ok((c.clone(), find(c)?))).collect::<Result<Vec<_>>>()?;
-        Ok(CsvSource { name, rdr, text_idx, keep_idx, cols, lossy, record: csv::ByteRecord::new(), empty: false, last_line: 1 })
+        let text_idx = cols
+            .text
+            .iter()
+            .map(|c| find(c))
+            .collect::<Result<Vec<_>>>()?;
+        let keep_idx = cols
+            .keep
+            .iter()
+            .map(|c| Ok((c.clone(), find(c)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CsvSource {
+            name,
+            rdr,
+            text_idx,
+            keep_idx,
+            cols,
+            lossy,
+            record: csv::ByteRecord::new(),
+            empty: false,
+            last_line: 1,
+        })
     }
 }
 
 fn csv_error(name: &str, e: csv::Error) -> anyhow::Error {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths { pos, expected_len, len } => {
+        csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => {
             let line = pos.as_ref().map(|p| p.line()).unwrap_or(0);
-            anyhow!("{name}: line {line}: ragged row: {len} fields where the header has {expected_len}")
+            anyhow!(
+                "{name}: line {line}: ragged row: {len} fields where the header has {expected_len}"
+            )
         }
         csv::ErrorKind::Io(err) => anyhow!("{name}: read failed: {err}"),
         _ => anyhow!("{name}: malformed CSV: {e}"),
@@ -244,7 +329,10 @@ impl Source for CsvSource {
         let mut docs = Vec::new();
         let mut bytes = 0;
         while bytes < max_bytes {
-            let more = self.rdr.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.name, e))?;
+            let more = self
+                .rdr
+                .read_byte_record(&mut self.record)
+                .map_err(|e| csv_error(&self.name, e))?;
             if !more {
                 if self.rdr.get_ref().in_quotes() {
                     bail!(
@@ -272,7 +360,10 @@ impl Source for CsvSource {
             };
             let mut fields = Vec::with_capacity(self.keep_idx.len());
             for (k, i) in &self.keep_idx {
-                fields.push((k.clone(), Value::String(utf8_error(&self.name, &loc, &self.record[*i], self.lossy)?)));
+                fields.push((
+                    k.clone(),
+                    Value::String(utf8_error(&self.name, &loc, &self.record[*i], self.lossy)?),
+                ));
             }
             bytes += text.len();
             docs.push(RawDoc { text, fields });
@@ -293,7 +384,12 @@ pub struct JsonlSource {
 
 impl JsonlSource {
     pub fn new(name: String, r: Box<dyn BufRead + Send>, cols: Columns, lossy: bool) -> Self {
-        JsonlSource { name, chunker: Chunker::new(r, 1 << 20), cols, lossy }
+        JsonlSource {
+            name,
+            chunker: Chunker::new(r, 1 << 20),
+            cols,
+            lossy,
+        }
     }
 }
 
@@ -310,7 +406,11 @@ impl Source for JsonlSource {
         let mut docs = Vec::new();
         let mut bytes = 0;
         while bytes < max_bytes {
-            let Some(chunk) = self.chunker.next_chunk().with_context(|| format!("{}: read failed", self.name))? else {
+            let Some(chunk) = self
+                .chunker
+                .next_chunk()
+                .with_context(|| format!("{}: read failed", self.name))?
+            else {
                 break;
             };
             for (n, line) in chunk.lines() {
@@ -319,13 +419,22 @@ impl Source for JsonlSource {
                 if s.trim().is_empty() {
                     continue;
                 }
-                let v: serde_json::Map<String, Value> = serde_json::from_str(&s)
-                    .map_err(|e| anyhow!("{}: {loc}: invalid JSON: {}", self.name, shared::stream::json_error(&e)))?;
+                let v: serde_json::Map<String, Value> = serde_json::from_str(&s).map_err(|e| {
+                    anyhow!(
+                        "{}: {loc}: invalid JSON: {}",
+                        self.name,
+                        shared::stream::json_error(&e)
+                    )
+                })?;
                 let mut parts = Vec::with_capacity(self.cols.text.len());
                 for c in &self.cols.text {
                     let t = v.get(c).ok_or_else(|| {
                         let keys: Vec<&str> = v.keys().map(String::as_str).collect();
-                        anyhow!("{}: {loc}: no field {c:?} (fields: {})", self.name, keys.join(", "))
+                        anyhow!(
+                            "{}: {loc}: no field {c:?} (fields: {})",
+                            self.name,
+                            keys.join(", ")
+                        )
                     })?;
                     let t = json_text(t);
                     no_nul(&self.name, &loc, &t)?;
@@ -357,9 +466,19 @@ pub struct LinesSource {
 }
 
 impl LinesSource {
-    pub fn new(name: String, r: Box<dyn BufRead + Send>, cols: Columns, lossy: bool) -> Result<Self> {
+    pub fn new(
+        name: String,
+        r: Box<dyn BufRead + Send>,
+        cols: Columns,
+        lossy: bool,
+    ) -> Result<Self> {
         check_virtual(&name, &cols, &["text", "line"])?;
-        Ok(LinesSource { name, chunker: Chunker::new(r, 1 << 20), cols, lossy })
+        Ok(LinesSource {
+            name,
+            chunker: Chunker::new(r, 1 << 20),
+            cols,
+            lossy,
+        })
     }
 }
 
@@ -372,7 +491,11 @@ impl Source for LinesSource {
         let mut docs = Vec::new();
         let mut bytes = 0;
         while bytes < max_bytes {
-            let Some(chunk) = self.chunker.next_chunk().with_context(|| format!("{}: read failed", self.name))? else {
+            let Some(chunk) = self
+                .chunker
+                .next_chunk()
+                .with_context(|| format!("{}: read failed", self.name))?
+            else {
                 break;
             };
             for (n, line) in chunk.lines() {
@@ -382,7 +505,13 @@ impl Source for LinesSource {
                 if s.trim().is_empty() {
                     continue;
                 }
-                let fields = virtual_fields(&self.cols, |k| if k == "line" { Value::from(n) } else { Value::String(s.clone()) });
+                let fields = virtual_fields(&self.cols, |k| {
+                    if k == "line" {
+                        Value::from(n)
+                    } else {
+                        Value::String(s.clone())
+                    }
+                });
                 bytes += s.len();
                 docs.push(RawDoc { text: s, fields });
             }
@@ -406,13 +535,31 @@ pub struct ParagraphsSource {
 }
 
 impl ParagraphsSource {
-    pub fn new(name: String, r: Box<dyn BufRead + Send>, cols: Columns, lossy: bool) -> Result<Self> {
+    pub fn new(
+        name: String,
+        r: Box<dyn BufRead + Send>,
+        cols: Columns,
+        lossy: bool,
+    ) -> Result<Self> {
         check_virtual(&name, &cols, &["text", "line"])?;
-        Ok(ParagraphsSource { name, chunker: Chunker::new(r, 1 << 20), cols, lossy, pending: None, done: false })
+        Ok(ParagraphsSource {
+            name,
+            chunker: Chunker::new(r, 1 << 20),
+            cols,
+            lossy,
+            pending: None,
+            done: false,
+        })
     }
 
     fn finish(&self, (n, text): (u64, String), docs: &mut Vec<RawDoc>) -> usize {
-        let fields = virtual_fields(&self.cols, |k| if k == "line" { Value::from(n) } else { Value::String(text.clone()) });
+        let fields = virtual_fields(&self.cols, |k| {
+            if k == "line" {
+                Value::from(n)
+            } else {
+                Value::String(text.clone())
+            }
+        });
         let len = text.len();
         docs.push(RawDoc { text, fields });
         len
@@ -424,7 +571,11 @@ impl Source for ParagraphsSource {
         let mut docs = Vec::new();
         let mut bytes = 0;
         while bytes < max_bytes && !self.done {
-            let Some(chunk) = self.chunker.next_chunk().with_context(|| format!("{}: read failed", self.name))? else {
+            let Some(chunk) = self
+                .chunker
+                .next_chunk()
+                .with_context(|| format!("{}: read failed", self.name))?
+            else {
                 self.done = true;
                 if let Some(p) = self.pending.take() {
                     self.finish(p, &mut docs);
@@ -462,10 +613,17 @@ pub struct WholeSource {
 }
 
 impl WholeSource {
-    pub fn new(name: String, path: PathBuf, mut r: Box<dyn BufRead + Send>, cols: Columns, lossy: bool) -> Result<Self> {
+    pub fn new(
+        name: String,
+        path: PathBuf,
+        mut r: Box<dyn BufRead + Send>,
+        cols: Columns,
+        lossy: bool,
+    ) -> Result<Self> {
         check_virtual(&name, &cols, &["text", "path"])?;
         let mut bytes = Vec::new();
-        r.read_to_end(&mut bytes).with_context(|| format!("{name}: read failed"))?;
+        r.read_to_end(&mut bytes)
+            .with_context(|| format!("{name}: read failed"))?;
         let text = utf8_error(&name, &"file", &bytes, lossy)?;
         no_nul(&name, &"file", &text)?;
         let fields = virtual_fields(&cols, |k| {
@@ -475,7 +633,9 @@ impl WholeSource {
                 Value::String(text.clone())
             }
         });
-        Ok(WholeSource { doc: Some(RawDoc { text, fields }) })
+        Ok(WholeSource {
+            doc: Some(RawDoc { text, fields }),
+        })
     }
 }
 
@@ -520,7 +680,12 @@ impl FolderSource {
         check_virtual(&name, &cols, &["text", "label", "path"])?;
         let mut files = Vec::new();
         walk(root, &mut files)?;
-        Ok(FolderSource { root: root.to_path_buf(), files: files.into_iter(), cols, lossy })
+        Ok(FolderSource {
+            root: root.to_path_buf(),
+            files: files.into_iter(),
+            cols,
+            lossy,
+        })
     }
 }
 
@@ -536,7 +701,10 @@ impl Source for FolderSource {
             let text = utf8_error(&name, &"file", &raw, self.lossy)?;
             no_nul(&name, &"file", &text)?;
             let rel = p.strip_prefix(&self.root).unwrap_or(&p);
-            let label = rel.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned());
+            let label = rel
+                .parent()
+                .and_then(|d| d.file_name())
+                .map(|s| s.to_string_lossy().into_owned());
             let fields = virtual_fields(&self.cols, |k| match k {
                 "label" => label.clone().map(Value::String).unwrap_or(Value::Null),
                 "path" => Value::String(rel.display().to_string()),
@@ -554,7 +722,10 @@ mod tests {
     use super::*;
 
     fn cols(text: &[&str], keep: &[&str]) -> Columns {
-        Columns { text: text.iter().map(|s| s.to_string()).collect(), keep: keep.iter().map(|s| s.to_string()).collect() }
+        Columns {
+            text: text.iter().map(|s| s.to_string()).collect(),
+            keep: keep.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     fn all(mut s: Box<dyn Source>) -> Result<Vec<RawDoc>> {
@@ -566,15 +737,29 @@ mod tests {
     }
 
     fn csv_src(data: &'static [u8], c: Columns) -> Result<Box<dyn Source>> {
-        Ok(Box::new(CsvSource::new("t.csv".into(), Box::new(data), b',', c, false)?))
+        Ok(Box::new(CsvSource::new(
+            "t.csv".into(),
+            Box::new(data),
+            b',',
+            c,
+            false,
+        )?))
     }
 
     #[test]
     fn csv_with_quoted_newlines_and_fields() {
-        let docs = all(csv_src(b"label,text\npos,\"a, \"\"b\"\"\nc\"\nneg,d\n", cols(&["text"], &["label"])).unwrap()).unwrap();
+        let docs = all(csv_src(
+            b"label,text\npos,\"a, \"\"b\"\"\nc\"\nneg,d\n",
+            cols(&["text"], &["label"]),
+        )
+        .unwrap())
+        .unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0].text, "a, \"b\"\nc");
-        assert_eq!(docs[0].fields, vec![("label".to_string(), Value::from("pos"))]);
+        assert_eq!(
+            docs[0].fields,
+            vec![("label".to_string(), Value::from("pos"))]
+        );
     }
 
     #[test]
@@ -585,28 +770,60 @@ mod tests {
 
     #[test]
     fn csv_errors_name_the_problem() {
-        let e = csv_src(b"a,b\n1,2\n", cols(&["text"], &[])).err().unwrap().to_string();
+        let e = csv_src(b"a,b\n1,2\n", cols(&["text"], &[]))
+            .err()
+            .unwrap()
+            .to_string();
         assert_eq!(e, "t.csv: no column \"text\" (columns: a, b)");
-        let e = all(csv_src(b"text,b\n1,2\n3\n", cols(&["text"], &[])).unwrap()).unwrap_err().to_string();
-        assert_eq!(e, "t.csv: line 3: ragged row: 1 fields where the header has 2");
-        let e = all(csv_src(b"text\n\"ab\xffc\"\n", cols(&["text"], &[])).unwrap()).unwrap_err().to_string();
-        assert!(e.starts_with("t.csv: line 2: invalid UTF-8 at byte 2"), "{e}");
-        let e = csv_src(b"text,text\n1,2\n", cols(&["text"], &[])).err().unwrap().to_string();
+        let e = all(csv_src(b"text,b\n1,2\n3\n", cols(&["text"], &[])).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "t.csv: line 3: ragged row: 1 fields where the header has 2"
+        );
+        let e = all(csv_src(b"text\n\"ab\xffc\"\n", cols(&["text"], &[])).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.csv: line 2: invalid UTF-8 at byte 2"),
+            "{e}"
+        );
+        let e = csv_src(b"text,text\n1,2\n", cols(&["text"], &[]))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("twice"), "{e}");
-        let e = all(csv_src(b"text\n\"a\0b\"\n", cols(&["text"], &[])).unwrap()).unwrap_err().to_string();
+        let e = all(csv_src(b"text\n\"a\0b\"\n", cols(&["text"], &[])).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2: NUL byte"), "{e}");
     }
 
     #[test]
     fn jsonl_and_lines() {
-        let s = JsonlSource::new("t.jsonl".into(), Box::new(&b"{\"text\":\"hi\",\"y\":1}\n\n{\"text\":\"yo\"}\n"[..]), cols(&["text"], &["y"]), false);
+        let s = JsonlSource::new(
+            "t.jsonl".into(),
+            Box::new(&b"{\"text\":\"hi\",\"y\":1}\n\n{\"text\":\"yo\"}\n"[..]),
+            cols(&["text"], &["y"]),
+            false,
+        );
         let docs = all(Box::new(s)).unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0].fields[0].1, Value::from(1));
         assert_eq!(docs[1].fields[0].1, Value::Null);
-        let s = LinesSource::new("t.txt".into(), Box::new(&b"one\n\n two \n"[..]), cols(&["text"], &["line"]), false).unwrap();
+        let s = LinesSource::new(
+            "t.txt".into(),
+            Box::new(&b"one\n\n two \n"[..]),
+            cols(&["text"], &["line"]),
+            false,
+        )
+        .unwrap();
         let docs = all(Box::new(s)).unwrap();
-        assert_eq!(docs.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(), vec!["one", " two "]);
+        assert_eq!(
+            docs.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+            vec!["one", " two "]
+        );
         assert_eq!(docs[1].fields[0].1, Value::from(3));
     }
 
@@ -620,14 +837,28 @@ mod tests {
         )
         .unwrap();
         let d = all(Box::new(s)).unwrap();
-        let got: Vec<(&str, &Value)> = d.iter().map(|d| (d.text.as_str(), &d.fields[0].1)).collect();
-        assert_eq!(got, vec![("one\ntwo", &Value::from(3)), ("three", &Value::from(6)), ("four\nfive", &Value::from(10))]);
+        let got: Vec<(&str, &Value)> = d
+            .iter()
+            .map(|d| (d.text.as_str(), &d.fields[0].1))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("one\ntwo", &Value::from(3)),
+                ("three", &Value::from(6)),
+                ("four\nfive", &Value::from(10))
+            ]
+        );
     }
 
     #[test]
     fn folder_labels_from_subfolders() {
         let d = tempfile::tempdir().unwrap();
-        for (sub, f, t) in [("pos", "1_9.txt", "good"), ("neg", "2_1.txt", "bad"), ("neg", "x.md", "skip")] {
+        for (sub, f, t) in [
+            ("pos", "1_9.txt", "good"),
+            ("neg", "2_1.txt", "bad"),
+            ("neg", "x.md", "skip"),
+        ] {
             std::fs::create_dir_all(d.path().join(sub)).unwrap();
             std::fs::write(d.path().join(sub).join(f), t).unwrap();
         }
@@ -641,6 +872,9 @@ mod tests {
 
     #[test]
     fn utf16_is_refused() {
-        assert!(check_encoding("f", &[0xFF, 0xFE, b'a', 0]).unwrap_err().to_string().contains("UTF-16"));
+        assert!(check_encoding("f", &[0xFF, 0xFE, b'a', 0])
+            .unwrap_err()
+            .to_string()
+            .contains("UTF-16"));
     }
 }

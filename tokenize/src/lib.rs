@@ -113,7 +113,11 @@ pub struct Args {
 
 impl Args {
     fn columns(&self) -> Columns {
-        let text = if self.text_col.is_empty() { vec!["text".to_string()] } else { self.text_col.clone() };
+        let text = if self.text_col.is_empty() {
+            vec!["text".to_string()]
+        } else {
+            self.text_col.clone()
+        };
         let mut keep: Vec<String> = Vec::new();
         for c in self.label_col.iter().chain(&self.keep) {
             if !keep.contains(c) {
@@ -136,7 +140,12 @@ thread_local! {
 
 /// Appends one document's JSON line, `{"tokens":[...],<fields>}\n`, byte-identical to
 /// `shared::stream::write_json_doc` of its tokens; returns the token count.
-pub fn write_doc_line(tok: &fastai::Tokenizer, sc: &mut fastai::Scratch, d: &RawDoc, out: &mut Vec<u8>) -> u64 {
+pub fn write_doc_line(
+    tok: &fastai::Tokenizer,
+    sc: &mut fastai::Scratch,
+    d: &RawDoc,
+    out: &mut Vec<u8>,
+) -> u64 {
     out.extend_from_slice(b"{\"tokens\":[");
     let n = tok.tokenize_json_into(&d.text, sc, out);
     out.push(b']');
@@ -161,7 +170,10 @@ pub fn tokenize_batch_parts(tok: &fastai::Tokenizer, docs: &[RawDoc]) -> (Vec<Ve
                 // The JSON is about 1.7x the text (quotes and commas); one growth at most.
                 let text: usize = chunk.iter().map(|d| d.text.len()).sum();
                 let mut buf = Vec::with_capacity(text * 2 + 64 * chunk.len());
-                let n = chunk.iter().map(|d| write_doc_line(tok, sc, d, &mut buf)).sum();
+                let n = chunk
+                    .iter()
+                    .map(|d| write_doc_line(tok, sc, d, &mut buf))
+                    .sum();
                 (buf, n)
             })
         })
@@ -197,7 +209,10 @@ impl Pipeline {
     /// The special tokens a subword model trained for `lang` keeps whole: fastai's, plus
     /// `xxeol` for `enm`.
     pub fn specials(lang: Lang) -> Vec<String> {
-        let mut v: Vec<String> = subword::FASTAI_SPECIALS.iter().map(|s| s.to_string()).collect();
+        let mut v: Vec<String> = subword::FASTAI_SPECIALS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         if lang == Lang::Enm {
             v.push(enm::EOL.to_string());
         }
@@ -226,11 +241,19 @@ impl Pipeline {
     }
 
     /// Appends one document's JSON line (as [`write_doc_line`]); returns the token count.
-    pub fn write_doc_line(&self, sc: &mut fastai::Scratch, d: &RawDoc, out: &mut Vec<u8>) -> Result<u64> {
+    pub fn write_doc_line(
+        &self,
+        sc: &mut fastai::Scratch,
+        d: &RawDoc,
+        out: &mut Vec<u8>,
+    ) -> Result<u64> {
         match (&self.subword, self.lang) {
             (None, Lang::En) => Ok(write_doc_line(&self.tok, sc, d, out)),
             (None, Lang::Enm) => {
-                let doc = RawDoc { text: enm::normalize(&d.text), fields: Vec::new() };
+                let doc = RawDoc {
+                    text: enm::normalize(&d.text),
+                    fields: Vec::new(),
+                };
                 // `{"tokens":[...]}\n` without fields; the line's own fields replace the "}\n".
                 let n = write_doc_line(&self.tok, sc, &doc, out);
                 out.truncate(out.len() - 2);
@@ -291,7 +314,12 @@ fn write_fields(d: &RawDoc, out: &mut Vec<u8>) {
 }
 
 /// `--subword train`: counts the ruled words of every input, trains, writes the model.
-fn run_train(args: &Args, sources: Vec<Box<dyn Source>>, start: Instant, threads: usize) -> Result<i32> {
+fn run_train(
+    args: &Args,
+    sources: Vec<Box<dyn Source>>,
+    start: Instant,
+    threads: usize,
+) -> Result<i32> {
     let model_out = args.model_out.as_ref().expect("checked by run");
     // Fail on an existing file before reading anything.
     let out = AtomicFile::create(model_out, args.force)?;
@@ -322,11 +350,17 @@ fn run_train(args: &Args, sources: Vec<Box<dyn Source>>, start: Instant, threads
         Some(n) => n,
         None => subword::fastai_vocab_size(counts.unique()),
     };
-    let tok = subword::train(&counts, args.subword_kind, vocab_size, &Pipeline::specials(args.lang))?;
+    let tok = subword::train(
+        &counts,
+        args.subword_kind,
+        vocab_size,
+        &Pipeline::specials(args.lang),
+    )?;
     let json = Subword::to_json(&tok)?;
     let model = Subword::new(tok)?;
     let mut out = out;
-    out.write_all(json.as_bytes()).with_context(|| format!("{}: write failed", model_out.display()))?;
+    out.write_all(json.as_bytes())
+        .with_context(|| format!("{}: write failed", model_out.display()))?;
     out.commit()?;
     let elapsed = start.elapsed().as_secs_f64().max(1e-9);
     if !args.common.quiet {
@@ -359,7 +393,11 @@ pub fn run(args: Args) -> Result<i32> {
     let start = Instant::now();
     let threads = args.common.init_threads()?;
     let train = args.subword.as_deref() == Some(std::path::Path::new("train"));
-    if !train && (args.model_out.is_some() || args.vocab_size.is_some() || args.subword_kind != SubwordKind::Unigram) {
+    if !train
+        && (args.model_out.is_some()
+            || args.vocab_size.is_some()
+            || args.subword_kind != SubwordKind::Unigram)
+    {
         bail!("--model-out, --vocab-size and --subword-kind go with --subword train");
     }
     if train && args.model_out.is_none() {
@@ -374,7 +412,11 @@ pub fn run(args: Args) -> Result<i32> {
         _ => None,
     };
     let mut cols = args.columns();
-    let inputs = if args.inputs.is_empty() { vec![PathBuf::from("-")] } else { args.inputs.clone() };
+    let inputs = if args.inputs.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        args.inputs.clone()
+    };
     let folder_default = args.keep.is_empty() && args.label_col.is_none();
     // Open everything first, so a bad name or column fails before any output.
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
@@ -435,9 +477,9 @@ pub fn run(args: Args) -> Result<i32> {
                 for bytes in &parts {
                     match &mut out {
                         Out::Stdout(w) => w.write_all(bytes).context("writing stdout")?,
-                        Out::File(f) => {
-                            f.write_all(bytes).with_context(|| format!("{}: write failed", f.target().display()))?
-                        }
+                        Out::File(f) => f
+                            .write_all(bytes)
+                            .with_context(|| format!("{}: write failed", f.target().display()))?,
                     }
                 }
             }
@@ -470,7 +512,9 @@ pub fn run(args: Args) -> Result<i32> {
         drop(wtx);
         // Dropping `rx` (end of scope) stops the reader if we stopped early.
         drop(rx);
-        let out = writer.join().map_err(|_| anyhow!("the writer thread panicked"))??;
+        let out = writer
+            .join()
+            .map_err(|_| anyhow!("the writer thread panicked"))??;
         result?;
         Ok(out)
     })?;
@@ -479,9 +523,18 @@ pub fn run(args: Args) -> Result<i32> {
         // export): say so rather than publish an empty corpus.
         let names: Vec<String> = inputs
             .iter()
-            .map(|p| if shared::cli::is_stdio(p) { "<stdin>".to_string() } else { p.display().to_string() })
+            .map(|p| {
+                if shared::cli::is_stdio(p) {
+                    "<stdin>".to_string()
+                } else {
+                    p.display().to_string()
+                }
+            })
             .collect();
-        bail!("{}: no documents (the input is empty or only whitespace)", names.join(", "));
+        bail!(
+            "{}: no documents (the input is empty or only whitespace)",
+            names.join(", ")
+        );
     }
     match out {
         Out::Stdout(mut w) => w.flush().context("writing stdout")?,

@@ -12,13 +12,20 @@ fn help_lists_exit_codes_and_an_example() {
     let o = tokenize().arg("--help").output().unwrap();
     assert!(o.status.success());
     let s = String::from_utf8(o.stdout).unwrap();
-    assert!(s.contains("Exit codes:") && s.contains("| numericalize -o shards/"), "{s}");
+    assert!(
+        s.contains("Exit codes:") && s.contains("| numericalize -o shards/"),
+        "{s}"
+    );
 }
 
 #[test]
 fn empty_input_is_an_error() {
     for fmt in ["csv", "jsonl", "lines"] {
-        let o = tokenize().args(["--format", fmt, "-q"]).stdin(Stdio::null()).output().unwrap();
+        let o = tokenize()
+            .args(["--format", fmt, "-q"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(2), "{fmt}");
         assert_eq!(
             String::from_utf8_lossy(&o.stderr),
@@ -54,8 +61,17 @@ fn closed_stdout_is_a_quiet_success() {
     drop(stdout);
     let o = child.wait_with_output().unwrap();
     writer.join().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -66,7 +82,12 @@ fn fields_pass_through_in_order() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"id,text,y\n7,Hello World,pos\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"id,text,y\n7,Hello World,pos\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "{\"tokens\":[\"xxbos\",\"xxmaj\",\"hello\",\"xxmaj\",\"world\"],\"y\":\"pos\",\"id\":\"7\"}\n");
 }

@@ -239,7 +239,9 @@ for line in sys.stdin:
 fn generated_tables_match_spacy_when_available() {
     let python = std::env::var_os("FASTAI_PEER_PYTHON")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/peer-venv/bin/python")));
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/peer-venv/bin/python"))
+        });
     let Some(python) = python.filter(|p| p.exists()) else {
         println!("SKIP: no peer venv python");
         return;
@@ -255,5 +257,8 @@ fn generated_tables_match_spacy_when_available() {
         return;
     }
     let committed = std::fs::read(dir.join("src/fastai/tables.rs")).expect("tables.rs");
-    assert!(out.stdout == committed, "src/fastai/tables.rs differs from what gen_tables.py generates now");
+    assert!(
+        out.stdout == committed,
+        "src/fastai/tables.rs differs from what gen_tables.py generates now"
+    );
 }
