@@ -52,6 +52,10 @@ pub struct ReadArgs {
     /// Replace invalid UTF-8 with U+FFFD instead of failing.
     #[arg(long)]
     pub lossy: bool,
+    /// Empty or whitespace-only input gives a valid empty shard set (one empty `train` split)
+    /// instead of an error.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -599,9 +599,9 @@ fn run_spooled(
     })
 }
 
-/// Empty or whitespace-only input is an error (nothing is published).
+/// Empty or whitespace-only input is an error (nothing is published) unless `--allow-empty`.
 fn require_tokens(a: &BuildArgs, n_docs: usize, n_tokens: u64) -> Result<()> {
-    if n_tokens > 0 {
+    if n_tokens > 0 || a.read.allow_empty {
         return Ok(());
     }
     let names: Vec<String> = if a.read.inputs.is_empty() {

@@ -45,6 +45,23 @@ fn empty_input_is_an_error_and_writes_nothing() {
         "numericalize: <stdin>: no tokens (0 documents; the input is empty or only whitespace)\n"
     );
     assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    // --allow-empty: a valid empty shard set (one empty train split), with or without a
+    // split column
+    for extra in [&[][..], &["--split-col", "is_valid"][..]] {
+        let o = numericalize()
+            .arg("-o")
+            .arg(&out)
+            .args(["-q", "--force", "--allow-empty"])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let set = shared::shards::ShardSet::open(&out).unwrap();
+        assert_eq!(set.manifest.docs, 0);
+        assert_eq!(set.split_names().collect::<Vec<_>>(), vec!["train"]);
+        assert_eq!(set.split("train").unwrap().docs(), 0);
+    }
 }
 
 /// Found by the numericalize_apply fuzz target: an empty input with --split-col made the

@@ -77,6 +77,9 @@ pub struct Args {
     /// Replace invalid UTF-8 with U+FFFD instead of failing.
     #[arg(long)]
     pub lossy: bool,
+    /// Empty or whitespace-only input gives an empty token stream (exit 0) instead of an error.
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Language rules: `en` is fastai's (the default); `enm` normalises Middle English first
     /// (þ, ȝ, ſ, u/v, i/j, manuscript abbreviations) and marks each line break with `xxeol`.
     #[arg(long, value_enum, default_value_t = Lang::En)]
@@ -518,9 +521,9 @@ pub fn run(args: Args) -> Result<i32> {
         result?;
         Ok(out)
     })?;
-    if n_docs == 0 {
+    if n_docs == 0 && !args.allow_empty {
         // Nothing to tokenize is almost always a mistake upstream (a wrong file, an empty
-        // export): say so rather than publish an empty corpus.
+        // export): say so rather than publish an empty corpus (--allow-empty publishes it).
         let names: Vec<String> = inputs
             .iter()
             .map(|p| {

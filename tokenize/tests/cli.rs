@@ -33,6 +33,14 @@ fn empty_input_is_an_error() {
             "{fmt}"
         );
         assert!(o.stdout.is_empty(), "{fmt}");
+        // --allow-empty: a valid empty token stream, as a filter would give
+        let o = tokenize()
+            .args(["--format", fmt, "-q", "--allow-empty"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{fmt}");
+        assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{fmt}");
     }
 }
 
