@@ -24,6 +24,7 @@ use shared::atomic::AtomicDir;
 use shared::vocab::{Vocab, VOCAB_FILE};
 use tch::{Device, Tensor};
 
+use lm_train::checkpoint::write_safetensors;
 use lm_train::optim::AdamW;
 
 use crate::config::{ClfConfig, CONFIG_FILE};
@@ -88,21 +89,18 @@ pub fn save_with(
     let mut tensors = model.named_tensors();
     tensors.push((EMB_DP_ALIAS.into(), model.encoder.encoder.shallow_clone()));
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    Tensor::write_safetensors(&to_cpu(tensors), p.join(MODEL_FILE))
-        .with_context(|| format!("{}: cannot write {MODEL_FILE}", dir.display()))?;
+    write_safetensors(&to_cpu(tensors), &p.join(MODEL_FILE), dir)?;
     std::fs::write(p.join(CONFIG_FILE), cfg.to_json())?;
     std::fs::write(p.join(VOCAB_FILE), vocab.to_json())?;
     if let Some((opt, state)) = resumable {
         let (t, steps) = opt.state_tensors();
-        Tensor::write_safetensors(&to_cpu(t), p.join(OPTIMIZER_FILE))
-            .with_context(|| format!("{}: cannot write {OPTIMIZER_FILE}", dir.display()))?;
+        write_safetensors(&to_cpu(t), &p.join(OPTIMIZER_FILE), dir)?;
         let mut st = state.clone();
         st.param_steps = steps;
         if let Some((adv, opt)) = adversary {
             let (mut t, steps) = opt.state_tensors();
             t.extend(adv.named_params());
-            Tensor::write_safetensors(&to_cpu(t), p.join(ADVERSARY_FILE))
-                .with_context(|| format!("{}: cannot write {ADVERSARY_FILE}", dir.display()))?;
+            write_safetensors(&to_cpu(t), &p.join(ADVERSARY_FILE), dir)?;
             st.adv_param_steps = steps;
         }
         let mut j = serde_json::to_vec_pretty(&st)?;

@@ -88,6 +88,35 @@ pub struct Resumable<'a> {
     pub state: &'a TrainState,
 }
 
+/// Writes tensors as safetensors to `path`; an I/O failure reads as one plain line (`ckpt:
+/// cannot write model.safetensors: No space left on device`) rather than the Debug text of
+/// the safetensors crate's error that tch passes on.
+pub fn write_safetensors(tensors: &[(String, Tensor)], path: &Path, dir: &Path) -> Result<()> {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Tensor::write_safetensors(tensors, path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot write {file}: {}",
+            dir.display(),
+            io_reason(&e.to_string())
+        )
+    })
+}
+
+/// The OS's reason from a tch/safetensors I/O error text (`... message: "No space left on
+/// device" ...`), else the text itself.
+pub fn io_reason(text: &str) -> String {
+    match text.find("message: \"") {
+        Some(i) => {
+            let rest = &text[i + "message: \"".len()..];
+            rest[..rest.find('"').unwrap_or(rest.len())].to_string()
+        }
+        None => text.to_string(),
+    }
+}
+
 /// Writes a checkpoint to `dir` (replacing it atomically).
 pub fn save(
     dir: &Path,
@@ -98,8 +127,7 @@ pub fn save(
 ) -> Result<()> {
     let out = AtomicDir::create(dir, true)?;
     let p = out.path();
-    Tensor::write_safetensors(&to_cpu(model_tensors(model)), p.join(MODEL_FILE))
-        .with_context(|| format!("{}: cannot write {MODEL_FILE}", dir.display()))?;
+    write_safetensors(&to_cpu(model_tensors(model)), &p.join(MODEL_FILE), dir)?;
     std::fs::write(p.join(CONFIG_FILE), cfg.to_json())?;
     std::fs::write(p.join(VOCAB_FILE), vocab.to_json())?;
     if let Some(r) = resumable {
@@ -110,8 +138,7 @@ pub fn save(
                 tensors.push((format!("hidden.{l}.c"), cc.shallow_clone()));
             }
         }
-        Tensor::write_safetensors(&to_cpu(tensors), p.join(OPTIMIZER_FILE))
-            .with_context(|| format!("{}: cannot write {OPTIMIZER_FILE}", dir.display()))?;
+        write_safetensors(&to_cpu(tensors), &p.join(OPTIMIZER_FILE), dir)?;
         let mut st = r.state.clone();
         st.param_steps = steps;
         let mut j = serde_json::to_vec_pretty(&st)?;
@@ -221,10 +248,14 @@ impl Checkpoint {
         let params = model.named_params();
         for (name, p) in &params {
             let Some(src) = self.tensors.get(name) else {
+                let c = model.cfg();
                 bail!(
-                    "{}: missing tensor {name} (not a checkpoint of this architecture: {:?})",
+                    "{}: missing tensor {name} (not a checkpoint of this architecture: AWD-LSTM emb {}, hidden {}, {} layers, vocab {})",
                     mp.display(),
-                    model.cfg()
+                    c.emb_sz,
+                    c.n_hid,
+                    c.n_layers,
+                    c.vocab_size
                 );
             };
             if src.size() != p.size() {

@@ -122,8 +122,8 @@ pub fn main_with(tool: &str, run: impl FnOnce() -> anyhow::Result<i32>) -> ! {
 pub const GENERATE_KINDS: [&str; 6] = ["bash", "zsh", "fish", "elvish", "powershell", "man"];
 
 /// A binary's `main`: `--generate KIND` (see [`generate`]), else parse the arguments with
-/// clap (help, version and usage errors as clap prints them) and run the tool through
-/// [`main_with`].
+/// clap (help and version as clap prints them; a usage error as one line, exit 2) and run the
+/// tool through [`main_with`].
 pub fn main<A: clap::Parser>(tool: &str, run: impl FnOnce(A) -> anyhow::Result<i32>) -> ! {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let kind = match argv.get(1).and_then(|a| a.to_str()) {
@@ -147,7 +147,16 @@ pub fn main<A: clap::Parser>(tool: &str, run: impl FnOnce(A) -> anyhow::Result<i
             Ok(EXIT_OK)
         })
     }
-    let args = A::parse_from(argv);
+    // --help / --version print as clap prints them (exit 0); a usage error is one line naming
+    // the problem, with the pointer to --help, and exit 2
+    let args = match parse_from::<A, _, _>(argv) {
+        Ok(Some(a)) => a,
+        Ok(None) => std::process::exit(EXIT_OK),
+        Err(e) => {
+            eprintln!("{tool}: {e} (see {tool} --help)");
+            std::process::exit(EXIT_ERROR)
+        }
+    };
     main_with(tool, || run(args))
 }
 
@@ -196,14 +205,26 @@ where
             e.print()?;
             Ok(None)
         }
-        Err(e) => Err(anyhow::anyhow!(
-            "{}",
-            e.to_string()
+        Err(e) => {
+            // clap's first paragraph, on one line ("the following required arguments were
+            // not provided: <SHARDS>"); its tips and usage are left out
+            let text = e.to_string();
+            let first: Vec<&str> = text
                 .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ")
-        )),
+                .map(str::trim)
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let msg = first.join(" ");
+            let msg = msg.trim_start_matches("error: ");
+            Err(anyhow::anyhow!(
+                "{}",
+                if msg.is_empty() {
+                    "invalid arguments"
+                } else {
+                    msg
+                }
+            ))
+        }
     }
 }
 

@@ -89,3 +89,23 @@ fn generate_completions_and_man_pages() {
     let (_, bash, _) = run("clf-train", &["--generate", "bash"]);
     assert!(bash.contains("predict"));
 }
+
+#[test]
+fn usage_errors_are_one_line_and_exit_2() {
+    for t in TOOLS {
+        let (code, out, err) = run(t, &["--no-such-flag"]);
+        assert_eq!(code, Some(2), "{t}: {err}");
+        assert!(out.is_empty(), "{t}");
+        assert_eq!(err.lines().count(), 1, "{t}: one line: {err}");
+        assert!(
+            err.starts_with(&format!("{t}: unexpected argument '--no-such-flag' found"))
+                && err.trim_end().ends_with(&format!("(see {t} --help)")),
+            "{err}"
+        );
+    }
+    // a missing required argument names it on the same line
+    let (code, _, err) = run("lm-train", &[]);
+    assert_eq!(code, Some(2));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("<SHARDS>"), "{err}");
+}

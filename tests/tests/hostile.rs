@@ -1267,6 +1267,11 @@ fn hostile_inputs_get_exit_2_one_line_and_leave_outputs_alone() {
                 !err.contains("panicked") && !err.contains("backtrace"),
                 "{err}"
             );
+            // no Debug dumps of Rust values (an io::Error's `Os { code: .. }`, a config struct)
+            assert!(
+                !err.contains("Os {") && !err.contains("IoError(") && !err.contains("Config {"),
+                "a raw Debug dump in the message: {err}"
+            );
             assert_error(&o, c.tool, &c.expect);
             let after = snapshot(d);
             let changed: std::collections::BTreeSet<&String> = before
