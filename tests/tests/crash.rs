@@ -245,11 +245,22 @@ fn lm_and_clf_train_resume_after_kill_9_bit_identical() {
         metric_lines(&p.join("lm_ref.jsonl"), "lm_epoch"),
         metric_lines(&p.join("lm_resumed.jsonl"), "lm_epoch"),
     );
-    assert_eq!(
-        a.last(),
-        b.last(),
-        "lm-train: the last epoch's metrics differ"
-    );
+    if b.is_empty() {
+        // the kill came after the last epoch's checkpoint (the run was only finishing):
+        // --resume had nothing left to train, and the weights above are the whole check
+        assert_eq!(
+            Some(&st["step"]),
+            a.last().map(|m| &m["step"]),
+            "lm-train: --resume trained nothing although the checkpoint was not the last"
+        );
+        eprintln!("lm-train: killed after its last epoch; --resume had nothing to do");
+    } else {
+        assert_eq!(
+            a.last(),
+            b.last(),
+            "lm-train: the last epoch's metrics differ"
+        );
+    }
 
     // clf-train: three unfreezing phases, a checkpoint every 10 steps
     let clf = |out: &str, metrics: &str| {
@@ -321,11 +332,22 @@ fn lm_and_clf_train_resume_after_kill_9_bit_identical() {
         metric_lines(&p.join("clf_resumed.jsonl"), "clf_epoch"),
     );
     assert!(!a.is_empty());
-    assert_eq!(
-        a.last(),
-        b.last(),
-        "clf-train: the last epoch's metrics differ"
-    );
+    if b.is_empty() {
+        // the kill came after the last epoch's checkpoint (the run was only finishing):
+        // --resume had nothing left to train, and the weights above are the whole check
+        assert_eq!(
+            Some(&st["step"]),
+            a.last().map(|m| &m["step"]),
+            "clf-train: --resume trained nothing although the checkpoint was not the last"
+        );
+        eprintln!("clf-train: killed after its last epoch; --resume had nothing to do");
+    } else {
+        assert_eq!(
+            a.last(),
+            b.last(),
+            "clf-train: the last epoch's metrics differ"
+        );
+    }
 }
 
 #[test]
