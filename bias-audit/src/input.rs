@@ -79,11 +79,7 @@ pub struct Columns {
 /// Reads the whole input (a file or stdin) and parses it.
 pub fn read(path: &Path, format: InputFormat, cols: &Columns) -> Result<Table> {
     let stdin = shared::cli::is_stdio(path);
-    let name = if stdin {
-        "<stdin>".to_string()
-    } else {
-        path.display().to_string()
-    };
+    let name = shared::cli::input_name(path);
     let mut bytes = Vec::new();
     if stdin {
         std::io::stdin()

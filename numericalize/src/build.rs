@@ -604,24 +604,9 @@ fn require_tokens(a: &BuildArgs, n_docs: usize, n_tokens: u64) -> Result<()> {
     if n_tokens > 0 || a.read.allow_empty {
         return Ok(());
     }
-    let names: Vec<String> = if a.read.inputs.is_empty() {
-        vec!["<stdin>".into()]
-    } else {
-        a.read
-            .inputs
-            .iter()
-            .map(|p| {
-                if shared::cli::is_stdio(p) {
-                    "<stdin>".into()
-                } else {
-                    p.display().to_string()
-                }
-            })
-            .collect()
-    };
     bail!(
         "{}: no tokens ({n_docs} documents; the input is empty or only whitespace)",
-        names.join(", ")
+        shared::cli::input_names(&a.read.inputs)
     );
 }
 

@@ -99,11 +99,7 @@ pub struct Run {
 /// Reads JSON lines; blank lines are skipped; anything else that is not a JSON object is an
 /// error naming the file and line.
 pub fn read_run(path: &Path, label: String) -> Result<Run> {
-    let name = if shared::cli::is_stdio(path) {
-        "<stdin>".to_string()
-    } else {
-        path.display().to_string()
-    };
+    let name = shared::cli::input_name(path);
     let reader: Box<dyn Read> = if shared::cli::is_stdio(path) {
         Box::new(std::io::stdin().lock())
     } else {

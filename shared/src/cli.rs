@@ -233,6 +233,27 @@ pub fn is_stdio(path: &std::path::Path) -> bool {
     path.as_os_str() == "-"
 }
 
+/// How messages name an input: `<stdin>` for `-`, else the path.
+pub fn input_name(path: &std::path::Path) -> String {
+    if is_stdio(path) {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// [`input_name`] of each input joined with ", "; no inputs means standard input.
+pub fn input_names(paths: &[std::path::PathBuf]) -> String {
+    if paths.is_empty() {
+        return "<stdin>".to_string();
+    }
+    paths
+        .iter()
+        .map(|p| input_name(p))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -524,19 +524,9 @@ pub fn run(args: Args) -> Result<i32> {
     if n_docs == 0 && !args.allow_empty {
         // Nothing to tokenize is almost always a mistake upstream (a wrong file, an empty
         // export): say so rather than publish an empty corpus (--allow-empty publishes it).
-        let names: Vec<String> = inputs
-            .iter()
-            .map(|p| {
-                if shared::cli::is_stdio(p) {
-                    "<stdin>".to_string()
-                } else {
-                    p.display().to_string()
-                }
-            })
-            .collect();
         bail!(
             "{}: no documents (the input is empty or only whitespace)",
-            names.join(", ")
+            shared::cli::input_names(&inputs)
         );
     }
     match out {
