@@ -11,6 +11,7 @@
 //!    becomes `'▁'` (whitespace tokens such as `"\n "`).
 
 mod chars;
+mod masks;
 pub mod rules;
 pub mod spacy_en;
 #[allow(clippy::all)]

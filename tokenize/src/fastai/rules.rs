@@ -3,7 +3,10 @@
 //! behaviour of the original Python regex under `re.sub`'s left-to-right,
 //! non-overlapping matching.
 
-use super::chars::{is_py_space, is_py_word, ASCII_CLASS, C_SPACE, C_WORD};
+#[cfg(test)]
+use super::chars::C_WORD;
+use super::chars::{is_py_space, is_py_word, ASCII_CLASS, C_SPACE};
+use super::masks::ClassMasks;
 use super::tables;
 use ahash::AHashMap;
 use std::borrow::Cow;
@@ -481,7 +484,7 @@ fn space_at(s: &str, i: usize) -> (bool, usize) {
 }
 
 /// End of the run of `\w` chars starting at byte `i`.
-#[inline]
+#[cfg(test)]
 fn word_end(s: &str, mut i: usize) -> usize {
     let b = s.as_bytes();
     // One table look-up per ASCII byte: 1 word char, 0 not, 2 non-ASCII (decode).
@@ -502,6 +505,7 @@ fn word_end(s: &str, mut i: usize) -> usize {
 }
 
 /// [`word_end`]'s byte classes: 1 ASCII `\w`, 0 other ASCII, 2 non-ASCII.
+#[cfg(test)]
 static WORD_BYTE: [u8; 256] = {
     let mut t = [2u8; 256];
     let mut i = 0;
@@ -601,7 +605,76 @@ pub fn replace_wrep(s: &str) -> Cow<'_, str> {
 
 /// [`replace_wrep`] into a reused buffer: `true` when something was replaced (the
 /// result is then in `out`), else `false` (`out` unspecified, the result is `s`).
+///
+/// A match starts at a whitespace char `p` followed by a word (or at `^` with a
+/// word at 0), and its word must come again right after the whitespace that
+/// follows it. So instead of stepping through every char, this visits only the
+/// word starts after whitespace ([`ClassMasks`]), rejects on the first byte of
+/// the next word (almost always), and hands the rest to [`wrep_at`]. Under
+/// `re.sub`'s left-to-right matching the next match may start no earlier than
+/// the previous one ended.
 pub fn replace_wrep_into(s: &str, out: &mut String) -> bool {
+    thread_local! {
+        static MASKS: std::cell::RefCell<ClassMasks> = std::cell::RefCell::default();
+    }
+    MASKS.with(|m| {
+        let m = &mut m.borrow_mut();
+        m.build(s);
+        replace_wrep_masked(s, m, out)
+    })
+}
+
+fn replace_wrep_masked(s: &str, m: &ClassMasks, out: &mut String) -> bool {
+    let b = s.as_bytes();
+    let mut changed = false;
+    let mut copied = 0;
+    let mut next = 0; // the earliest start of the next match (end of the last one)
+    for q in m.word_starts_after_space() {
+        let k = ClassMasks::run_end(&m.word, q);
+        let sp = ClassMasks::run_end(&m.space, k);
+        if sp == k || b.get(sp) != Some(&b[q]) {
+            continue; // no whitespace after the word, or another word follows
+        }
+        // The match's `\s` is the whitespace char before q (none at `^`).
+        let p = if q == 0 {
+            0
+        } else {
+            s[..q].char_indices().next_back().map_or(0, |(i, _)| i)
+        };
+        if p < next {
+            continue;
+        }
+        let Some((j, after, e)) = wrep_at(s, q, k) else {
+            continue;
+        };
+        let word = &s[q..k];
+        if !changed {
+            changed = true;
+            out.clear();
+            out.reserve(s.len() + 32);
+        }
+        out.push_str(&s[copied..p]);
+        let _ = write!(out, " {TK_WREP} {} {word} ", j + 2);
+        let end = match e {
+            Some(e) => {
+                out.push(e);
+                after + e.len_utf8()
+            }
+            None => after,
+        };
+        copied = end;
+        next = end;
+    }
+    if changed {
+        out.push_str(&s[copied..]);
+    }
+    changed
+}
+
+/// The char-by-char reference for [`replace_wrep_into`], kept for the tests
+/// that check the two agree.
+#[cfg(test)]
+fn replace_wrep_scalar(s: &str, out: &mut String) -> bool {
     let mut changed = false;
     let mut copied = 0;
     let mut p = 0; // search position of re.sub
@@ -965,6 +1038,55 @@ mod tests {
         assert_eq!(replace_wrep("no no no"), " xxwrep 3 no ");
         assert_eq!(replace_wrep("x no no nox"), "x no no nox");
         assert_eq!(replace_wrep("ha ha ha ha haha"), " xxwrep 4 ha  haha");
+        assert_eq!(replace_wrep("été été\u{a0}été!"), " xxwrep 3 été !");
+        assert_eq!(replace_wrep(" a a a a"), " xxwrep 4 a ");
+    }
+
+    /// The word-start scan agrees with the char-by-char reference on random
+    /// texts of words (often repeated) between ASCII and Unicode whitespace and
+    /// punctuation.
+    #[test]
+    fn replace_wrep_matches_scalar_reference() {
+        let words = [
+            "a", "ab", "été", "日本", "x1", "_", "ha", "haha", "a\u{301}",
+        ];
+        let seps = [
+            " ", " ", "  ", "\n", "\t", "\u{a0}", "\u{2003}", "\u{85}", ".", "!", "—", "'", "",
+            " .", "\u{1c}",
+        ];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut fast, mut slow) = (String::new(), String::new());
+        let mut replaced = 0;
+        for _ in 0..20_000 {
+            let mut t = String::new();
+            let mut w = 0;
+            if rnd(3) == 0 {
+                t.push_str(seps[rnd(seps.len())]);
+            }
+            for _ in 0..rnd(12) {
+                if rnd(3) != 0 {
+                    w = rnd(words.len());
+                }
+                t.push_str(words[w]);
+                t.push_str(seps[rnd(seps.len())]);
+            }
+            let (a, b) = (
+                replace_wrep_into(&t, &mut fast),
+                replace_wrep_scalar(&t, &mut slow),
+            );
+            assert_eq!(a, b, "{t:?}");
+            if a {
+                assert_eq!(fast, slow, "{t:?}");
+                replaced += 1;
+            }
+        }
+        assert!(replaced > 2_000, "only {replaced} texts had a repeat");
     }
 
     #[test]
