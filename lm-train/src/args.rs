@@ -23,6 +23,9 @@ Metrics: JSON lines on stdout (or --metrics FILE), one object per line with \"ty
 lm_start, lm_init, lm_step, lm_epoch, lm_checkpoint; fields carry units (tokens_per_s,
 elapsed_s).
 
+Environment: TORCH_CPP_LOG_LEVEL (INFO, WARNING, ERROR; default ERROR) sets which of
+libtorch's own messages are printed.
+
 ";
 
 #[derive(Debug, Parser)]

@@ -6,8 +6,10 @@ use std::sync::OnceLock;
 use anyhow::{bail, Result};
 use tch::Device;
 
-/// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`.
+/// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`. Every torch tool calls this before
+/// its first torch operation, so it also sets libtorch's log level ([`quiet_torch_warnings`]).
 pub fn parse_device(s: &str) -> Result<Device> {
+    quiet_torch_warnings();
     Ok(match s {
         "auto" => Device::cuda_if_available(),
         "cpu" => Device::Cpu,
@@ -29,6 +31,51 @@ pub fn parse_device(s: &str) -> Result<Device> {
             None => bail!("--device {s:?}: expected auto, cpu, cuda or cuda:N"),
         },
     })
+}
+
+/// libtorch's log threshold, c10's `FLAGS_caffe2_log_level` (0 INFO, 1 WARNING, 2 ERROR,
+/// 3 FATAL), exported unmangled by libc10.
+mod c10 {
+    #[allow(unsafe_code)]
+    extern "C" {
+        pub static mut FLAGS_caffe2_log_level: i32;
+    }
+}
+
+/// The log level libtorch runs at: `TORCH_CPP_LOG_LEVEL` (INFO, WARNING, ERROR, FATAL or 0-3,
+/// as PyTorch reads it) when set, else ERROR.
+///
+/// libtorch prints some warnings on every call instead of once: with AWD-LSTM's weight dropout
+/// the recurrent weights are new tensors each step, so cuDNN says "RNN module weights are not
+/// part of single contiguous chunk of memory" for every layer of every step (fastai silences it
+/// with `warnings.filterwarnings`). The copy it warns about is the same one fastai makes.
+pub fn torch_log_level() -> i32 {
+    log_level_from(&std::env::var("TORCH_CPP_LOG_LEVEL").unwrap_or_default())
+}
+
+fn log_level_from(v: &str) -> i32 {
+    match v.trim().to_ascii_uppercase().as_str() {
+        "0" | "INFO" => 0,
+        "1" | "WARNING" => 1,
+        "3" | "FATAL" => 3,
+        _ => 2,
+    }
+}
+
+/// Sets libtorch's log level to [`torch_log_level`] (once per process). C++ programs do not
+/// read `TORCH_CPP_LOG_LEVEL` by themselves (Python's `import torch` does), so without this a
+/// tool could not be quietened or made verbose.
+pub fn quiet_torch_warnings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let level = torch_log_level();
+        #[allow(unsafe_code)]
+        // SAFETY: a plain `int` defined in libc10.so, which every torch binary links; it is
+        // written here once, before the tool starts any torch work or thread.
+        unsafe {
+            std::ptr::addr_of_mut!(c10::FLAGS_caffe2_log_level).write(level);
+        }
+    });
 }
 
 pub fn device_name(d: Device) -> String {
@@ -146,5 +193,20 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "panic".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torch_log_level_reads_like_pytorch() {
+        assert_eq!(log_level_from(""), 2);
+        assert_eq!(log_level_from("warning"), 1);
+        assert_eq!(log_level_from("INFO"), 0);
+        assert_eq!(log_level_from(" 3 "), 3);
+        assert_eq!(log_level_from("ERROR"), 2);
+        assert_eq!(log_level_from("loud"), 2);
     }
 }
