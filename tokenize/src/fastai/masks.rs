@@ -18,30 +18,37 @@ use super::chars::{is_py_space, is_py_word};
 pub struct ClassMasks {
     pub word: Vec<u64>,
     pub space: Vec<u64>,
+    /// ASCII letters `[A-Za-z]` and ASCII digits `[0-9]` (no non-ASCII chars).
+    pub alpha: Vec<u64>,
+    pub digit: Vec<u64>,
     len: usize,
 }
 
-/// Word, whitespace and non-ASCII bits of 64 ASCII-classified bytes.
+/// The bits of 64 bytes: word, space, alpha, digit, non-ASCII.
+type Block = [u64; 5];
+
+/// The [`Block`] of 64 bytes, ASCII classes only.
 #[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline(always)]
-fn block_portable(chunk: &[u8; 64]) -> (u64, u64, u64) {
-    let (mut w, mut s, mut h) = (0u64, 0u64, 0u64);
+fn block_portable(chunk: &[u8; 64]) -> Block {
+    let mut r = [0u64; 5];
     for (j, &x) in chunk.iter().enumerate() {
-        let lower = x | 0x20;
-        let is_w = lower.wrapping_sub(b'a') < 26 || x.wrapping_sub(b'0') < 10 || x == b'_';
+        let is_a = (x | 0x20).wrapping_sub(b'a') < 26;
+        let is_d = x.wrapping_sub(b'0') < 10;
+        let is_w = is_a || is_d || x == b'_';
         // Python's ASCII whitespace: \t \n \v \f \r, \x1c..\x1f and ' '.
         let is_s = x.wrapping_sub(9) < 5 || x.wrapping_sub(28) < 5;
-        w |= (is_w as u64) << j;
-        s |= (is_s as u64) << j;
-        h |= ((x >> 7) as u64) << j;
+        for (k, bit) in [is_w, is_s, is_a, is_d, x >= 0x80].into_iter().enumerate() {
+            r[k] |= (bit as u64) << j;
+        }
     }
-    (w, s, h)
+    r
 }
 
 /// [`block_portable`] 16 bytes at a time with SSE2 and `movemask`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
-fn block_sse2(chunk: &[u8; 64]) -> (u64, u64, u64) {
+fn block_sse2(chunk: &[u8; 64]) -> Block {
     use std::arch::x86_64::*;
     // Signed byte compares: ASCII is 0..=127, non-ASCII bytes are negative and
     // fall outside every range below.
@@ -51,65 +58,63 @@ fn block_sse2(chunk: &[u8; 64]) -> (u64, u64, u64) {
             _mm_cmplt_epi8(x, _mm_set1_epi8(hi as i8 + 1)),
         )
     };
-    let (mut w, mut s, mut h) = (0u64, 0u64, 0u64);
+    let mut r = [0u64; 5];
     for (k, c) in chunk.chunks_exact(16).enumerate() {
         let lo = u64::from_le_bytes(c[..8].try_into().expect("8 bytes"));
         let hi = u64::from_le_bytes(c[8..].try_into().expect("8 bytes"));
         let x = _mm_set_epi64x(hi as i64, lo as i64);
         let alpha = between(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', b'z');
+        let digit = between(x, b'0', b'9');
         let word = _mm_or_si128(
-            _mm_or_si128(alpha, between(x, b'0', b'9')),
+            _mm_or_si128(alpha, digit),
             _mm_cmpeq_epi8(x, _mm_set1_epi8(b'_' as i8)),
         );
         // Python's ASCII whitespace: \t \n \v \f \r, \x1c..\x1f and ' '.
         let space = _mm_or_si128(between(x, 9, 13), between(x, 28, 32));
         let at = 16 * k;
-        w |= (_mm_movemask_epi8(word) as u16 as u64) << at;
-        s |= (_mm_movemask_epi8(space) as u16 as u64) << at;
-        h |= (_mm_movemask_epi8(x) as u16 as u64) << at;
+        for (bits, v) in r.iter_mut().zip([word, space, alpha, digit, x]) {
+            *bits |= (_mm_movemask_epi8(v) as u16 as u64) << at;
+        }
     }
-    (w, s, h)
+    r
 }
 
-/// Appends the ASCII classes of `b` to `word` and `space`, 64 bytes a word
-/// (the last one zero-padded); `true` when `b` has non-ASCII bytes.
+/// Appends the ASCII classes of `b` to `m`'s bitmaps, 64 bytes a word (the last
+/// one zero-padded); `true` when `b` has non-ASCII bytes.
 #[inline(always)]
-fn classify_with(
-    b: &[u8],
-    word: &mut Vec<u64>,
-    space: &mut Vec<u64>,
-    block: impl Fn(&[u8; 64]) -> (u64, u64, u64),
-) -> bool {
+fn classify_with(b: &[u8], m: &mut ClassMasks, block: impl Fn(&[u8; 64]) -> Block) -> bool {
     let mut any_hi = 0u64;
+    let mut push = |r: Block| {
+        m.word.push(r[0]);
+        m.space.push(r[1]);
+        m.alpha.push(r[2]);
+        m.digit.push(r[3]);
+        any_hi |= r[4];
+    };
     let mut chunks = b.chunks_exact(64);
     for c in &mut chunks {
-        let (w, sp, h) = block(c.try_into().expect("64-byte chunk"));
-        word.push(w);
-        space.push(sp);
-        any_hi |= h;
+        push(block(c.try_into().expect("64-byte chunk")));
     }
     let mut last = [0u8; 64];
     let rest = chunks.remainder();
     last[..rest.len()].copy_from_slice(rest);
-    let (w, sp, h) = block(&last);
-    word.push(w);
-    space.push(sp);
-    any_hi | h != 0
+    push(block(&last));
+    any_hi != 0
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
-fn classify_sse2(b: &[u8], word: &mut Vec<u64>, space: &mut Vec<u64>) -> bool {
-    classify_with(b, word, space, |c| block_sse2(c))
+fn classify_sse2(b: &[u8], m: &mut ClassMasks) -> bool {
+    classify_with(b, m, |c| block_sse2(c))
 }
 
-fn classify(b: &[u8], word: &mut Vec<u64>, space: &mut Vec<u64>) -> bool {
+fn classify(b: &[u8], m: &mut ClassMasks) -> bool {
     #[cfg(target_arch = "x86_64")]
     #[allow(unsafe_code)]
     // SAFETY: SSE2 is part of the x86-64 baseline; every x86-64 CPU has it.
-    return unsafe { classify_sse2(b, word, space) };
+    return unsafe { classify_sse2(b, m) };
     #[cfg(not(target_arch = "x86_64"))]
-    return classify_with(b, word, space, block_portable);
+    return classify_with(b, m, block_portable);
 }
 
 impl ClassMasks {
@@ -118,14 +123,25 @@ impl ClassMasks {
     pub fn build(&mut self, s: &str) {
         let b = s.as_bytes();
         let words = b.len() / 64 + 2;
-        self.word.clear();
-        self.space.clear();
-        self.word.reserve(words);
-        self.space.reserve(words);
+        for v in [
+            &mut self.word,
+            &mut self.space,
+            &mut self.alpha,
+            &mut self.digit,
+        ] {
+            v.clear();
+            v.reserve(words);
+        }
         self.len = b.len();
-        let any_hi = classify(b, &mut self.word, &mut self.space);
-        self.word.push(0);
-        self.space.push(0);
+        let any_hi = classify(b, self);
+        for v in [
+            &mut self.word,
+            &mut self.space,
+            &mut self.alpha,
+            &mut self.digit,
+        ] {
+            v.push(0);
+        }
         if any_hi {
             for (i, c) in s.char_indices().filter(|&(_, c)| !c.is_ascii()) {
                 let bits = if is_py_word(c) {
@@ -142,10 +158,47 @@ impl ClassMasks {
         }
     }
 
+    /// Runs `f` with the masks of `s`, built in a buffer kept per thread.
+    pub fn with<R>(s: &str, f: impl FnOnce(&ClassMasks) -> R) -> R {
+        thread_local! {
+            static MASKS: std::cell::RefCell<ClassMasks> = std::cell::RefCell::default();
+        }
+        MASKS.with(|m| {
+            let m = &mut m.borrow_mut();
+            m.build(s);
+            f(m)
+        })
+    }
+
     /// Whether byte `i` (< len) belongs to a whitespace char.
-    #[cfg(test)]
+    #[inline]
     pub fn is_space(&self, i: usize) -> bool {
         self.space[i / 64] >> (i % 64) & 1 != 0
+    }
+
+    /// The first byte at or after `i` that belongs to a whitespace char (the
+    /// text's length if none).
+    #[inline]
+    pub fn next_space(&self, i: usize) -> usize {
+        let mut w = i / 64;
+        let x = self.space[w] >> (i % 64);
+        if x != 0 {
+            return i + x.trailing_zeros() as usize;
+        }
+        loop {
+            w += 1;
+            match self.space.get(w) {
+                None => return self.len,
+                Some(&0) => {}
+                Some(&y) => return (w * 64 + y.trailing_zeros() as usize).min(self.len),
+            }
+        }
+    }
+
+    /// Whether every byte in `a..b` has its bit set in `bits`.
+    #[inline]
+    pub fn all(bits: &[u64], a: usize, b: usize) -> bool {
+        Self::run_end(bits, a) >= b
     }
 
     /// The end of the run of set bits in `bits` that starts at `i` (`i` itself
@@ -218,6 +271,10 @@ mod tests {
         (w, sp)
     }
 
+    fn bit(bits: &[u64], i: usize) -> bool {
+        bits[i / 64] >> (i % 64) & 1 != 0
+    }
+
     #[test]
     fn sse2_and_portable_blocks_agree() {
         let mut chunk = [0u8; 64];
@@ -225,10 +282,15 @@ mod tests {
             for (j, x) in chunk.iter_mut().enumerate() {
                 *x = (start + j) as u8;
             }
-            let (mut w, mut s) = (vec![], vec![]);
-            let hi = classify(&chunk, &mut w, &mut s);
-            let (pw, ps, ph) = block_portable(&chunk);
-            assert_eq!((w[0], s[0], hi), (pw, ps, ph != 0), "bytes {start}..");
+            let mut m = ClassMasks::default();
+            let hi = classify(&chunk, &mut m);
+            let p = block_portable(&chunk);
+            assert_eq!(
+                [m.word[0], m.space[0], m.alpha[0], m.digit[0]],
+                p[..4],
+                "bytes {start}.."
+            );
+            assert_eq!(hi, p[4] != 0);
         }
     }
 
@@ -253,6 +315,13 @@ mod tests {
                     "word {i} of {t:?}"
                 );
                 assert_eq!(m.is_space(i), sp[i], "space {i} of {t:?}");
+                let x = t.as_bytes()[i];
+                assert_eq!(bit(&m.alpha, i), x.is_ascii_alphabetic(), "alpha {i}");
+                assert_eq!(bit(&m.digit, i), x.is_ascii_digit(), "digit {i}");
+            }
+            for i in 0..=t.len() {
+                let e = (i..t.len()).find(|&k| sp[k]).unwrap_or(t.len());
+                assert_eq!(m.next_space(i), e, "next_space {i} of {t:?}");
             }
             for i in 0..=t.len() {
                 let mut e = i;

@@ -614,14 +614,7 @@ pub fn replace_wrep(s: &str) -> Cow<'_, str> {
 /// `re.sub`'s left-to-right matching the next match may start no earlier than
 /// the previous one ended.
 pub fn replace_wrep_into(s: &str, out: &mut String) -> bool {
-    thread_local! {
-        static MASKS: std::cell::RefCell<ClassMasks> = std::cell::RefCell::default();
-    }
-    MASKS.with(|m| {
-        let m = &mut m.borrow_mut();
-        m.build(s);
-        replace_wrep_masked(s, m, out)
-    })
+    ClassMasks::with(s, |m| replace_wrep_masked(s, m, out))
 }
 
 fn replace_wrep_masked(s: &str, m: &ClassMasks, out: &mut String) -> bool {

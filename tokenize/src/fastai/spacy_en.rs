@@ -23,9 +23,8 @@
 //! Tokens are byte ranges into the processed text: every token spaCy produces
 //! is a substring of it (special cases' pieces concatenate to the key).
 
-use super::chars::{
-    in_ranges, is_alpha, is_alpha_upper, is_icon, is_py_space, ASCII_CLASS, C_SPACE,
-};
+use super::chars::{in_ranges, is_alpha, is_alpha_upper, is_icon};
+use super::masks::ClassMasks;
 use super::tables;
 use ahash::AHashMap;
 use regex::Regex;
@@ -410,7 +409,7 @@ impl SpacyEn {
                 continue;
             }
             toks.clear();
-            sp.tokenize_affixes(key, false, &mut toks);
+            ClassMasks::with(key, |m| sp.tokenize_affixes(key, m, false, &mut toks));
             let pat: Vec<&'static str> = toks.iter().map(|&(a, b)| &key[a..b]).collect();
             if pat.len() == 1 && pieces != [pat[0]] {
                 sp.single_nontrivial = true;
@@ -438,7 +437,7 @@ impl SpacyEn {
     /// `Tokenizer.__call__`: tokens of `text` as byte ranges (appended to `out`).
     pub fn tokenize(&self, text: &str, out: &mut Vec<Tok>) {
         let first = out.len();
-        self.tokenize_affixes(text, true, out);
+        ClassMasks::with(text, |m| self.tokenize_affixes(text, m, true, out));
         self.apply_special_cases(text, out, first);
     }
 
@@ -446,23 +445,24 @@ impl SpacyEn {
     ///
     /// A run of whitespace is itself a substring, except that a `' '` starting it is
     /// dropped (where it follows a non-space run; not at the very start of the text).
-    fn tokenize_affixes(&self, text: &str, with_special_cases: bool, out: &mut Vec<Tok>) {
+    ///
+    /// `m` holds `text`'s class bitmaps: the runs are found a word at a time
+    /// (no per-byte loop whose exit the branch predictor misses at every word).
+    fn tokenize_affixes(
+        &self,
+        text: &str,
+        m: &ClassMasks,
+        with_special_cases: bool,
+        out: &mut Vec<Tok>,
+    ) {
         let b = text.as_bytes();
         let n = b.len();
         let mut sufs: Vec<Tok> = Vec::new();
         let mut i = 0;
         while i < n {
             let start = i;
-            let (ws, w) = space_at(text, i);
-            i += w;
-            if ws {
-                while i < n {
-                    let (ws, w) = space_at(text, i);
-                    if !ws {
-                        break;
-                    }
-                    i += w;
-                }
+            if m.is_space(i) {
+                i = ClassMasks::run_end(&m.space, i);
                 let lo = if start > 0 && b[start] == b' ' {
                     start + 1
                 } else {
@@ -473,31 +473,8 @@ impl SpacyEn {
                 }
                 continue;
             }
-            // A non-space run; `cls` collects its byte classes.
-            let mut cls = if b[start] < 0x80 {
-                TOK_CLASS[b[start] as usize]
-            } else {
-                T_OTHER
-            };
-            while i < n {
-                let x = b[i];
-                if x < 0x80 {
-                    let c = TOK_CLASS[x as usize];
-                    if c == T_SPACE {
-                        break;
-                    }
-                    cls |= c;
-                    i += 1;
-                } else {
-                    let (ws, w) = space_at(text, i);
-                    if ws {
-                        break;
-                    }
-                    cls |= T_OTHER;
-                    i += w;
-                }
-            }
-            if cls == T_LETTER || cls == T_DIGIT {
+            i = m.next_space(i);
+            if ClassMasks::all(&m.alpha, start, i) || ClassMasks::all(&m.digit, start, i) {
                 // Only ASCII letters, or only ASCII digits: no prefix, suffix or infix
                 // rule can match (none has a letter or digit alone; the unit suffixes
                 // need a digit then a letter), nor the URL pattern (it needs a '.'),
@@ -912,46 +889,6 @@ impl SpacyEn {
             }
         }
         *toks = new_toks;
-    }
-}
-
-/// [`TOK_CLASS`]: Python whitespace.
-const T_SPACE: u8 = 1;
-/// [`TOK_CLASS`]: `[A-Za-z]`.
-const T_LETTER: u8 = 2;
-/// [`TOK_CLASS`]: `[0-9]`.
-const T_DIGIT: u8 = 4;
-/// [`TOK_CLASS`]: anything else (also used for non-ASCII chars).
-const T_OTHER: u8 = 8;
-/// Classes of the ASCII bytes for [`SpacyEn::tokenize_affixes`].
-static TOK_CLASS: [u8; 128] = {
-    let mut t = [0u8; 128];
-    let mut i = 0;
-    while i < 128 {
-        let b = i as u8;
-        t[i] = if ASCII_CLASS[i] & C_SPACE != 0 {
-            T_SPACE
-        } else if b.is_ascii_alphabetic() {
-            T_LETTER
-        } else if b.is_ascii_digit() {
-            T_DIGIT
-        } else {
-            T_OTHER
-        };
-        i += 1;
-    }
-    t
-};
-
-/// Python `isspace()` of the char at byte `i` (a char boundary) and its width.
-#[inline(always)]
-fn space_at(s: &str, i: usize) -> (bool, usize) {
-    let x = s.as_bytes()[i];
-    if x < 0x80 {
-        (ASCII_CLASS[x as usize] & C_SPACE != 0, 1)
-    } else {
-        let c = s[i..].chars().next().unwrap_or('\0');
-        (is_py_space(c), c.len_utf8())
     }
 }
 
