@@ -1,11 +1,13 @@
-//! Makes the binaries find libtorch without LD_LIBRARY_PATH, and links libtorch_cuda so CUDA is
-//! found when present.
+//! Makes the binaries find libtorch without LD_LIBRARY_PATH, and tells them where libtorch's
+//! CUDA backend is.
 //!
 //! * rpath: the torch lib dir (from `TORCH_LIB`, else asked of the `python` that tch's build
 //!   uses with `LIBTORCH_USE_PYTORCH=1`, the same way `scripts/libtorch.sh` does).
-//! * `--no-as-needed -ltorch_cuda`: nothing in tch references a symbol of libtorch_cuda, so the
-//!   linker would drop it and libtorch would never register its CUDA backend. Only emitted when
-//!   the library exists; a CPU-only libtorch has none and still works.
+//! * `ULMFIT_TORCH_CUDA`: the path of libtorch_cuda.so, when it exists. The binaries do not
+//!   link it (nothing in tch references it, so `--as-needed` drops it anyway): they load it at
+//!   run time when a CUDA device is asked for (`lm_train::runtime::load_cuda_backend`), because
+//!   loading it and the CUDA libraries it pulls in (cuBLAS, cuDNN, NCCL, ...) costs about
+//!   345 MiB of resident memory even when only the CPU is used.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -51,8 +53,8 @@ fn main() {
         return;
     }
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-search=native={}", lib.display());
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    let cuda = lib.join("libtorch_cuda.so");
+    if cuda.exists() {
+        println!("cargo:rustc-env=ULMFIT_TORCH_CUDA={}", cuda.display());
     }
 }

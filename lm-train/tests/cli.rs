@@ -679,6 +679,41 @@ fn dry_run_prints_the_estimate_and_writes_nothing() {
     assert_eq!(r["param_bytes"].as_u64(), Some(4 * expect));
 }
 
+/// libtorch's CUDA backend (libtorch_cuda.so and cuBLAS, cuDNN, NCCL, ...) is loaded only when a
+/// CUDA device is asked for: linked, it costs ~345 MiB of resident memory on every CPU run.
+#[test]
+fn a_cpu_run_does_not_load_the_cuda_libraries() {
+    if std::path::Path::new("/proc/driver/nvidia").exists() {
+        eprintln!("skipped: an NVIDIA driver is present, so --device auto loads CUDA");
+        return;
+    }
+    let e = env();
+    for device in ["auto", "cpu"] {
+        let s = ok(&train(
+            &e,
+            &e.dir.join("never"),
+            &["--dry-run", "--device", device],
+        ));
+        let line = s
+            .lines()
+            .find(|l| l.contains("runtime (now)"))
+            .unwrap_or_else(|| panic!("no runtime line: {s}"));
+        let mib: f64 = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("unreadable: {line}"));
+        assert!(
+            mib < 250.0,
+            "--device {device}: {mib} MiB resident before training (CUDA libraries loaded?)"
+        );
+    }
+    // Asking for CUDA loads the backend, then says plainly that there is no device.
+    let o = train(&e, &e.dir.join("never"), &["--device", "cuda"]);
+    let msg = err(&o, 2);
+    assert!(msg.contains("--device cuda:"), "{msg}");
+}
+
 #[test]
 fn ctrl_c_saves_a_checkpoint_and_exits_130() {
     use std::io::BufRead;
