@@ -637,31 +637,45 @@ fn replace_wrep_masked(s: &str, m: &ClassMasks, out: &mut String) -> bool {
         if p < next {
             continue;
         }
-        let Some((j, after, e)) = wrep_at(s, q, k) else {
+        let Some(m) = wrep_at(s, q, k) else {
             continue;
         };
-        let word = &s[q..k];
-        if !changed {
-            changed = true;
-            out.clear();
-            out.reserve(s.len() + 32);
-        }
-        out.push_str(&s[copied..p]);
-        let _ = write!(out, " {TK_WREP} {} {word} ", j + 2);
-        let end = match e {
-            Some(e) => {
-                out.push(e);
-                after + e.len_utf8()
-            }
-            None => after,
-        };
-        copied = end;
-        next = end;
+        copied = emit_wrep(s, out, &mut changed, copied, p, &s[q..k], m);
+        next = copied;
     }
     if changed {
         out.push_str(&s[copied..]);
     }
     changed
+}
+
+/// Writes a `replace_wrep` match that starts at `p` (`word` repeated, as found by
+/// [`wrep_at`]) into `out`: the text since the last match (`s[copied..p]`, after
+/// starting `out` on the first match), then ` xxwrep N word ` and the char the
+/// match consumed after the last copy. Returns the end of the match.
+fn emit_wrep(
+    s: &str,
+    out: &mut String,
+    changed: &mut bool,
+    copied: usize,
+    p: usize,
+    word: &str,
+    (j, after, e): (usize, usize, Option<char>),
+) -> usize {
+    if !*changed {
+        *changed = true;
+        out.clear();
+        out.reserve(s.len() + 32);
+    }
+    out.push_str(&s[copied..p]);
+    let _ = write!(out, " {TK_WREP} {} {word} ", j + 2);
+    match e {
+        Some(e) => {
+            out.push(e);
+            after + e.len_utf8()
+        }
+        None => after,
+    }
 }
 
 /// The char-by-char reference for [`replace_wrep_into`], kept for the tests
@@ -685,24 +699,9 @@ fn replace_wrep_scalar(s: &str, out: &mut String) -> bool {
         };
         let k = word_end(s, q);
         match wrep_at(s, q, k) {
-            Some((j, after, e)) => {
-                let word = &s[q..k];
-                if !changed {
-                    changed = true;
-                    out.clear();
-                    out.reserve(s.len() + 32);
-                }
-                out.push_str(&s[copied..p]);
-                let _ = write!(out, " {TK_WREP} {} {word} ", j + 2);
-                let end = match e {
-                    Some(e) => {
-                        out.push(e);
-                        after + e.len_utf8()
-                    }
-                    None => after,
-                };
-                copied = end;
-                p = end;
+            Some(m) => {
+                copied = emit_wrep(s, out, &mut changed, copied, p, &s[q..k], m);
+                p = copied;
             }
             // No match starts at p. The chars in q..k are `\w`, hence not
             // whitespace, so no match can start inside the word either: skip it.
