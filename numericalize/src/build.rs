@@ -14,7 +14,7 @@ use shared::cli::CommonArgs;
 use shared::input::Input;
 use shared::metrics::{Event, Metrics, SplitCounts};
 use shared::progress::Progress;
-use shared::shards::{valid_split_name, ColumnBuilder, Manifest, ShardSetWriter};
+use shared::shards::{valid_split_name, ColumnBuilder, SealedShards, ShardSetWriter};
 use shared::vocab::Vocab;
 
 use crate::args::BuildArgs;
@@ -181,13 +181,31 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
         mapping => run_spooled(a, output, &parent, mapping, inputs, &mut progress, settings)?,
     };
     let Outcome {
-        manifest,
+        manifest: sealed,
         n_docs,
         n_tokens,
         unk_tokens,
         counts,
     } = out;
     let elapsed = start.elapsed().as_secs_f64();
+    // The summary is written before the shard set is published, so a failing --metrics
+    // (a full disk) leaves no output, like every other failure.
+    metrics.emit(Event::NumericalizeSummary {
+        output: output.display().to_string(),
+        docs: n_docs as u64,
+        tokens: n_tokens,
+        vocab_size: sealed.manifest.vocab_size,
+        vocab_hash: sealed.manifest.vocab_hash.clone(),
+        unk_tokens,
+        splits: counts.clone(),
+        elapsed_s: elapsed,
+        tokens_per_s: if elapsed > 0.0 {
+            n_tokens as f64 / elapsed
+        } else {
+            0.0
+        },
+    })?;
+    let manifest = sealed.publish()?;
     if !common.quiet {
         let parts: Vec<String> = counts
             .iter()
@@ -205,27 +223,12 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
             elapsed
         );
     }
-    metrics.emit(Event::NumericalizeSummary {
-        output: output.display().to_string(),
-        docs: n_docs as u64,
-        tokens: n_tokens,
-        vocab_size: manifest.vocab_size,
-        vocab_hash: manifest.vocab_hash.clone(),
-        unk_tokens,
-        splits: counts,
-        elapsed_s: elapsed,
-        tokens_per_s: if elapsed > 0.0 {
-            n_tokens as f64 / elapsed
-        } else {
-            0.0
-        },
-    })?;
     Ok(())
 }
 
-/// What a run produced, for the summary.
+/// What a run produced (not yet published), for the summary.
 struct Outcome {
-    manifest: Manifest,
+    manifest: SealedShards,
     n_docs: usize,
     n_tokens: u64,
     unk_tokens: u64,
@@ -394,7 +397,7 @@ fn run_direct(
         vals.extend(fields.cols.iter().map(|c| c.get(doc)));
         writer.push_fields(&split_names[s as usize], &vals)?;
     }
-    let manifest = writer.finish(settings, fingerprint.finalize().to_hex().to_string())?;
+    let manifest = writer.seal(settings, fingerprint.finalize().to_hex().to_string())?;
     Ok(Outcome {
         manifest,
         n_docs: split_of.len(),
@@ -589,7 +592,7 @@ fn run_spooled(
     for s in &split_names {
         counts.entry(s.clone()).or_default();
     }
-    let manifest = writer.finish(settings, fingerprint.finalize().to_hex().to_string())?;
+    let manifest = writer.seal(settings, fingerprint.finalize().to_hex().to_string())?;
     Ok(Outcome {
         manifest,
         n_docs,

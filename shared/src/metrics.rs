@@ -169,6 +169,8 @@ pub struct Record {
 pub struct Metrics {
     tool: &'static str,
     out: Option<Box<dyn Write + Send>>,
+    /// What messages call the destination: the file's path or `<stdout>`.
+    name: String,
 }
 
 impl Metrics {
@@ -176,11 +178,16 @@ impl Metrics {
         Metrics {
             tool,
             out: Some(Box::new(io::stdout())),
+            name: "<stdout>".into(),
         }
     }
 
     pub fn none(tool: &'static str) -> Self {
-        Metrics { tool, out: None }
+        Metrics {
+            tool,
+            out: None,
+            name: String::new(),
+        }
     }
 
     /// Opens `path` (created early, so a bad path fails before any work). `-` is stdout.
@@ -193,6 +200,7 @@ impl Metrics {
         Ok(Metrics {
             tool,
             out: Some(Box::new(BufWriter::new(f))),
+            name: path.display().to_string(),
         })
     }
 
@@ -217,10 +225,12 @@ impl Metrics {
             tool: self.tool.to_string(),
             event,
         };
-        serde_json::to_writer(&mut *out, &rec)?;
-        out.write_all(b"\n")?;
-        out.flush().context("writing metrics")?;
-        Ok(())
+        let name = &self.name;
+        serde_json::to_writer(&mut *out, &rec)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush())
+            .with_context(|| format!("{name}: write failed"))
     }
 }
 

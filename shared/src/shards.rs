@@ -651,6 +651,16 @@ impl ShardSetWriter {
         settings: serde_json::Value,
         input_fingerprint: String,
     ) -> anyhow::Result<Manifest> {
+        self.seal(settings, input_fingerprint)?.publish()
+    }
+
+    /// Writes every file and the manifest, without publishing: the caller can still fail
+    /// (e.g. writing its metrics) and leave no output, then [`SealedShards::publish`]es.
+    pub fn seal(
+        self,
+        settings: serde_json::Value,
+        input_fingerprint: String,
+    ) -> anyhow::Result<SealedShards> {
         let vh = self.vocab.hash().to_string();
         let mut splits = BTreeMap::new();
         let (mut docs, mut tokens) = (0, 0);
@@ -706,8 +716,24 @@ impl ShardSetWriter {
         let mut json = serde_json::to_vec_pretty(&manifest)?;
         json.push(b'\n');
         write_plain(&self.dir.path().join(MANIFEST_FILE), &json)?;
+        Ok(SealedShards {
+            manifest,
+            dir: self.dir,
+        })
+    }
+}
+
+/// A complete shard set in its temporary directory ([`ShardSetWriter::seal`]): dropped, it is
+/// removed; [`SealedShards::publish`] renames it into place.
+pub struct SealedShards {
+    pub manifest: Manifest,
+    dir: AtomicDir,
+}
+
+impl SealedShards {
+    pub fn publish(self) -> anyhow::Result<Manifest> {
         self.dir.commit()?;
-        Ok(manifest)
+        Ok(self.manifest)
     }
 }
 

@@ -529,19 +529,17 @@ pub fn run(args: Args) -> Result<i32> {
             shared::cli::input_names(&inputs)
         );
     }
-    match out {
-        Out::Stdout(mut w) => w.flush().context("writing stdout")?,
-        Out::File(f) => f.commit()?,
-    }
+    let out = match out {
+        Out::Stdout(mut w) => {
+            w.flush().context("writing stdout")?;
+            None
+        }
+        Out::File(f) => Some(f),
+    };
     progress.finish();
     let elapsed = start.elapsed().as_secs_f64().max(1e-9);
-    if !args.common.quiet {
-        eprintln!(
-            "tokenize: {n_docs} docs, {n_tokens} tokens, {:.1} MB in {elapsed:.2}s ({:.1} MB/s, {threads} threads)",
-            n_bytes as f64 / 1e6,
-            n_bytes as f64 / 1e6 / elapsed
-        );
-    }
+    // The summary is written before the output file is published, so a failing --metrics
+    // (a full disk) leaves no output, like every other failure.
     metrics
         .emit(Event::TokenizeSummary {
             docs: n_docs,
@@ -554,5 +552,15 @@ pub fn run(args: Args) -> Result<i32> {
             tokens_per_s: n_tokens as f64 / elapsed,
         })
         .map_err(|e| anyhow!("{e:#}"))?;
+    if let Some(f) = out {
+        f.commit()?;
+    }
+    if !args.common.quiet {
+        eprintln!(
+            "tokenize: {n_docs} docs, {n_tokens} tokens, {:.1} MB in {elapsed:.2}s ({:.1} MB/s, {threads} threads)",
+            n_bytes as f64 / 1e6,
+            n_bytes as f64 / 1e6 / elapsed
+        );
+    }
     Ok(shared::cli::EXIT_OK)
 }

@@ -99,3 +99,36 @@ fn fields_pass_through_in_order() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "{\"tokens\":[\"xxbos\",\"xxmaj\",\"hello\",\"xxmaj\",\"world\"],\"y\":\"pos\",\"id\":\"7\"}\n");
 }
+
+/// A summary that cannot be written (a full disk) fails the run before the output is
+/// published: exit 2, one line naming the metrics file, and no output file.
+#[test]
+fn a_failing_metrics_file_leaves_no_output() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("in.csv");
+    std::fs::write(&input, "text\nHello world\nSecond doc\n").unwrap();
+    let out = d.path().join("out.jsonl");
+    let o = tokenize()
+        .arg(&input)
+        .args(["-q", "--metrics", "/dev/full", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains("/dev/full") && e.contains("No space left"),
+        "{e}"
+    );
+    assert!(!out.exists(), "the output was published");
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "temporary files left"
+    );
+}
