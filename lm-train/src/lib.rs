@@ -8,6 +8,7 @@
 pub mod args;
 pub mod checkpoint;
 pub mod config;
+pub mod cuda;
 pub mod data;
 pub mod fastai;
 pub mod generate;
