@@ -245,22 +245,8 @@ fn a_fastai_v1_legacy_file_written_by_torch_gives_fastais_logits() {
     assert_eq!(&ck.vocab.itos()[..9], &SPECIAL_TOKENS.map(String::from));
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fx.join("logits.json")).unwrap()).unwrap();
-    let file_itos = shared::pickle::load_string_list(&std::fs::read(&v).unwrap()).unwrap();
     let ids: Vec<Vec<i64>> = serde_json::from_value(r["ids"].clone()).unwrap();
-    let our_ids: Vec<Vec<i64>> = ids
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|&i| ck.vocab.get(&file_itos[i as usize]).unwrap() as i64)
-                .collect()
-        })
-        .collect();
-    let col: Vec<usize> = ck
-        .vocab
-        .itos()
-        .iter()
-        .map(|t| file_itos.iter().position(|f| f == t).unwrap())
-        .collect();
+    let (our_ids, col) = through_our_vocab(&ck, &v, &ids);
     let diff = max_diff(
         &logits(&load(&ck), &our_ids),
         &as_logits(&r["logits"]),
@@ -499,6 +485,31 @@ for name in ['ours_tied', 'ours_untied']:
 json.dump(out, open(f'{d}/ref.json', 'w'))
 "#;
 
+/// The ids of a fastai file's vocab (`itos_pkl`) as ours in `ck`, and for each of our logit
+/// columns the file's (same tokens).
+fn through_our_vocab(
+    ck: &Checkpoint,
+    itos_pkl: &Path,
+    ids: &[Vec<i64>],
+) -> (Vec<Vec<i64>>, Vec<usize>) {
+    let file_itos = shared::pickle::load_string_list(&std::fs::read(itos_pkl).unwrap()).unwrap();
+    let our_ids = ids
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|&i| ck.vocab.get(&file_itos[i as usize]).unwrap() as i64)
+                .collect()
+        })
+        .collect();
+    let col = ck
+        .vocab
+        .itos()
+        .iter()
+        .map(|t| file_itos.iter().position(|f| f == t).unwrap())
+        .collect();
+    (our_ids, col)
+}
+
 fn as_logits(v: &serde_json::Value) -> Vec<Vec<Vec<f32>>> {
     serde_json::from_value(v.clone()).unwrap()
 }
@@ -597,22 +608,7 @@ fn fastai_cross_check_both_directions() {
                 ),
                 (16, 24, 3)
             );
-            // the file's ids and logit columns, seen through our vocab (same tokens)
-            let file_itos = shared::pickle::load_string_list(&std::fs::read(&v).unwrap()).unwrap();
-            let our_ids: Vec<Vec<i64>> = ref_ids
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|&i| ck.vocab.get(&file_itos[i as usize]).unwrap() as i64)
-                        .collect()
-                })
-                .collect();
-            let col: Vec<usize> = ck
-                .vocab
-                .itos()
-                .iter()
-                .map(|t| file_itos.iter().position(|f| f == t).unwrap())
-                .collect();
+            let (our_ids, col) = through_our_vocab(&ck, &v, &ref_ids);
             if vocab == "itos_v1.pkl" {
                 assert_ne!(col, (0..col.len()).collect::<Vec<_>>(), "v1 rows must move");
             }

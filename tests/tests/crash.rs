@@ -161,6 +161,8 @@ fn trainer_corpus(p: &Path) {
 /// A trainer run that is killed and resumed, and the run it must end up equal to.
 struct KillResume<'a> {
     tool: &'a str,
+    /// Its flags (besides `shards -o OUT -q --metrics OUT.jsonl` on one CPU thread).
+    args: Vec<&'a str>,
     /// The uninterrupted run's output (its metrics are `<reference>.jsonl`).
     reference: &'a str,
     /// The killed run's output, resumed in place.
@@ -174,10 +176,20 @@ struct KillResume<'a> {
 }
 
 impl KillResume<'_> {
-    /// Runs `make(reference)`, then `make(cut)` killed with SIGKILL after its first checkpoint,
-    /// then `--resume`: the outputs and the last epoch's metrics are the same.
-    fn check(&self, p: &Path, make: impl Fn(&str) -> Command) {
+    /// `tool shards -o OUT -q --metrics OUT.jsonl` on one CPU thread with `args`, in `p`.
+    fn command(&self, p: &Path, out: &str) -> Command {
+        let mut c = Command::new(bin(self.tool));
+        c.current_dir(p).args(["shards", "-o", out, "-q"]);
+        c.args(["--metrics", &format!("{out}.jsonl")]);
+        c.args(CPU).args(&self.args);
+        c
+    }
+
+    /// Runs `reference`, then `cut` killed with SIGKILL after its first checkpoint, then
+    /// `--resume`s it: the outputs and the last epoch's metrics are the same.
+    fn check(&self, p: &Path) {
         let (tool, cut) = (self.tool, self.cut);
+        let make = |out: &str| self.command(p, out);
         let o = run(make(self.reference));
         assert!(o.status.success(), "{tool}: {}", stderr(&o));
         let running = kill_after_first_checkpoint(make(cut), &p.join(cut), self.extra);
@@ -234,40 +246,32 @@ fn lm_and_clf_train_resume_after_kill_9_bit_identical() {
     // lm-train: 240 steps, a checkpoint every 20
     KillResume {
         tool: "lm-train",
+        args: [
+            &TINY_ARCH[..],
+            &words("--bs 8 --bptt 16 --seed 7 --lr 1e-2 --steps 240 --save-every 20"),
+        ]
+        .concat(),
         reference: "lm_ref",
         cut: "lm_cut",
         extra: Duration::from_millis(300),
         same: ["model.safetensors", "optimizer.safetensors", "vocab.json"],
         epoch: "lm_epoch",
     }
-    .check(p, |out| {
-        let mut c = Command::new(bin("lm-train"));
-        c.current_dir(p).args(["shards", "-o", out, "-q"]);
-        c.args(TINY_ARCH).args(CPU);
-        c.args(words(
-            "--bs 8 --bptt 16 --seed 7 --lr 1e-2 --steps 240 --save-every 20",
-        ));
-        c.args(["--metrics", &format!("{out}.jsonl")]);
-        c
-    });
+    .check(p);
     // clf-train: three unfreezing phases, a checkpoint every 10 steps
     KillResume {
         tool: "clf-train",
+        args: words(
+            "--encoder lm_ref --bs 16 --bptt 16 --max-len 32 --seed 7 \
+             --unfreeze 1:2e-2,2:1e-2,all:5e-3 --save-every 10",
+        ),
         reference: "clf_ref",
         cut: "clf_cut",
         extra: Duration::from_millis(500),
         same: ["model.safetensors", "optimizer.safetensors", "config.json"],
         epoch: "clf_epoch",
     }
-    .check(p, |out| {
-        let mut c = Command::new(bin("clf-train"));
-        c.current_dir(p)
-            .args(["shards", "--encoder", "lm_ref", "-o", out, "-q"]);
-        c.args(["--metrics", &format!("{out}.jsonl")]).args(CPU);
-        c.args(words("--bs 16 --bptt 16 --max-len 32 --seed 7"));
-        c.args(words("--unfreeze 1:2e-2,2:1e-2,all:5e-3 --save-every 10"));
-        c
-    });
+    .check(p);
 }
 
 #[test]
