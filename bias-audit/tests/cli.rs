@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use testkit::words;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bias-audit"))
@@ -112,13 +113,7 @@ fn gates_exit_1_when_violated_and_0_when_they_hold() {
     );
     let o = run_in(
         d.path(),
-        &[
-            "p.csv",
-            "--protected",
-            "sex",
-            "--fail-if",
-            "disparate_impact<0.8",
-        ],
+        &words("p.csv --protected sex --fail-if disparate_impact<0.8"),
         b"",
     );
     assert_eq!(o.status.code(), Some(2));
@@ -136,16 +131,7 @@ fn undefined_metric_fails_its_gate() {
     .unwrap();
     let o = run_in(
         d.path(),
-        &[
-            "p.csv",
-            "--protected",
-            "sex",
-            "--privileged",
-            "A",
-            "--fail-if",
-            "disparate_impact<0.8",
-            "--json",
-        ],
+        &words("p.csv --protected sex --privileged A --fail-if disparate_impact<0.8 --json"),
         b"",
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -159,18 +145,7 @@ fn undefined_metric_fails_its_gate() {
 fn json_out_and_plot_files() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("p.csv"), predictions_csv()).unwrap();
-    let args = [
-        "p.csv",
-        "--protected",
-        "sex",
-        "--privileged",
-        "A",
-        "--json-out",
-        "a.json",
-        "--plot",
-        "r.png",
-        "-q",
-    ];
+    let args = words("p.csv --protected sex --privileged A --json-out a.json --plot r.png -q");
     let o = run_in(d.path(), &args, b"");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -219,20 +194,9 @@ fn clf_train_style_json_lines_on_stdin() {
             f[3]
         ));
     }
-    let args = [
-        "-",
-        "--y-true",
-        "label",
-        "--y-pred",
-        "pred",
-        "--favorable",
-        "pos",
-        "--protected",
-        "sex",
-        "--privileged",
-        "A",
-        "--json",
-    ];
+    let args = words(
+        "- --y-true label --y-pred pred --favorable pos --protected sex --privileged A --json",
+    );
     let j = json_of(&run_in(d.path(), &args, s.as_bytes()));
     std::fs::write(d.path().join("p.csv"), predictions_csv()).unwrap();
     let c = json_of(&run_in(
@@ -255,15 +219,7 @@ fn numbers_compare_as_numbers() {
     .unwrap();
     let v = json_of(&run_in(
         d.path(),
-        &[
-            "p.csv",
-            "--protected",
-            "grp",
-            "--privileged",
-            "1.0",
-            "--json",
-            "-q",
-        ],
+        &words("p.csv --protected grp --privileged 1.0 --json -q"),
         b"",
     ));
     assert_eq!(v["n_privileged"], 2);
@@ -350,17 +306,7 @@ fn intersectional_groups() {
         s.push_str(&format!("{},{},{sex},{race}\n", (i / 4) % 2, (i / 3) % 2));
     }
     std::fs::write(d.path().join("p.csv"), s).unwrap();
-    let args = [
-        "p.csv",
-        "--protected",
-        "sex",
-        "--protected",
-        "race",
-        "--privileged",
-        "M|b",
-        "--json",
-        "-q",
-    ];
+    let args = words("p.csv --protected sex --protected race --privileged M|b --json -q");
     let v = json_of(&run_in(d.path(), &args, b""));
     assert_eq!(v["groups"], serde_json::json!(["F|a", "F|b", "M|a", "M|b"]));
     assert_eq!(v["privileged_groups"], serde_json::json!(["M|b"]));
@@ -378,17 +324,7 @@ fn regression_is_detected_and_reported() {
     .unwrap();
     let o = run_in(
         d.path(),
-        &[
-            "p.csv",
-            "--protected",
-            "g",
-            "--privileged",
-            "x",
-            "--json",
-            "-q",
-            "--fail-if",
-            "mae_difference>0.5",
-        ],
+        &words("p.csv --protected g --privileged x --json -q --fail-if mae_difference>0.5"),
         b"",
     );
     assert_eq!(o.status.code(), Some(1));
@@ -402,15 +338,7 @@ fn regression_is_detected_and_reported() {
     assert_eq!(r["difference"]["mean_true"], 2.5);
     let o = run_in(
         d.path(),
-        &[
-            "p.csv",
-            "--protected",
-            "g",
-            "--plot",
-            "r.png",
-            "--bootstrap",
-            "50",
-        ],
+        &words("p.csv --protected g --plot r.png --bootstrap 50"),
         b"",
     );
     assert!(o.status.success(), "{}", stderr(&o));

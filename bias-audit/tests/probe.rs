@@ -3,57 +3,29 @@
 //! 70/30 coin, independent of the words). The probe must find the first and not the second.
 #![cfg(feature = "probe")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use shared::shards::ShardSetWriter;
-use shared::vocab::Vocab;
+use testkit::{lcg, vocab, Shards, TinyLm};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bias-audit");
 const WORDS: [&str; 10] = [
     "he", "she", "good", "bad", "the", "movie", "was", "a", "film", ".",
 ];
 
-fn lcg(s: &mut u64) -> u64 {
-    *s = s
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    *s >> 33
-}
-
-fn vocab() -> Vocab {
-    let counts: Vec<(String, u64)> = WORDS
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.to_string(), 1000 - i as u64))
-        .collect();
-    Vocab::build(&counts, usize::MAX, 1)
-}
-
 /// 400 documents (fields label, sex, coin, one), every 4th in valid; document 3 has no sex.
 fn write_shards(dir: &Path) {
-    let v = vocab();
-    let id = |t: &str| v.get(t).unwrap();
-    let fields = ["label", "sex", "coin", "one"];
-    let mut w = ShardSetWriter::create(
-        dir,
-        false,
-        v.clone(),
-        fields.iter().map(|s| s.to_string()).collect(),
-    )
-    .unwrap();
-    w.ensure_split("train").unwrap();
-    w.ensure_split("valid").unwrap();
+    let mut w = Shards::create(dir, &vocab(&WORDS), &["label", "sex", "coin", "one"]);
     let words = ["good", "bad", "the", "movie", "was", "a", "film", "."];
     let mut s = 5u64;
     for i in 0..400 {
         let male = lcg(&mut s) % 2 == 0;
-        let mut ids = vec![id("xxbos"), id(if male { "he" } else { "she" })];
+        let mut ids = vec![w.id("xxbos"), w.id(if male { "he" } else { "she" })];
         let n = 3 + lcg(&mut s) % 8;
         for _ in 0..n {
-            ids.push(id(words[(lcg(&mut s) % words.len() as u64) as usize]));
+            ids.push(w.id(words[(lcg(&mut s) % words.len() as u64) as usize]));
         }
         let coin = if lcg(&mut s) % 10 < 7 {
             "heads"
@@ -68,68 +40,22 @@ fn write_shards(dir: &Path) {
             Some("x"),
         ];
         let split = if i % 4 == 3 { "valid" } else { "train" };
-        w.push_doc(split, &ids, i as u64, &f).unwrap();
+        w.push(split, &ids, &f);
     }
-    w.finish(serde_json::json!({}), "test".into()).unwrap();
+    w.finish();
 }
 
-struct Shared {
-    _tmp: tempfile::TempDir,
-    shards: PathBuf,
-    lm: PathBuf,
-}
-
-fn shared() -> &'static Shared {
-    static S: OnceLock<Shared> = OnceLock::new();
-    S.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let shards = tmp.path().join("shards");
-        write_shards(&shards);
-        let lm = tmp.path().join("lm");
-        let code = lm_train::run_from([
-            "lm-train",
-            shards.to_str().unwrap(),
-            "-o",
-            lm.to_str().unwrap(),
-            "--steps",
-            "5",
-            "--lr",
-            "1e-2",
-            "--emb-sz",
-            "16",
-            "--n-hid",
-            "32",
-            "--n-layers",
-            "2",
-            "--bs",
-            "8",
-            "--bptt",
-            "8",
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "-q",
-            "--threads",
-            "1",
-            "--metrics",
-            tmp.path().join("lm.jsonl").to_str().unwrap(),
-        ])
-        .unwrap();
-        assert_eq!(code, 0);
-        Shared {
-            _tmp: tmp,
-            shards,
-            lm,
-        }
-    })
+/// The shard set and a tiny LM (5 steps, bs 8) shared by the tests.
+fn shared() -> &'static TinyLm {
+    static S: OnceLock<TinyLm> = OnceLock::new();
+    S.get_or_init(|| TinyLm::new(8, write_shards, lm_train::run_from))
 }
 
 fn probe(args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("probe")
         .args(args)
-        .args(["--device", "cpu", "--threads", "1"])
+        .args(testkit::CPU)
         .output()
         .unwrap()
 }
@@ -145,13 +71,7 @@ fn probe_json(ckpt: &Path, protected: &str) -> Value {
         protected,
         "--json",
     ]);
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+    serde_json::from_str(&testkit::ok(&o)).unwrap()
 }
 
 fn f(v: &Value, k: &str) -> f64 {
@@ -203,31 +123,8 @@ fn probe_reads_a_classifier_and_prints_a_table() {
     let s = shared();
     let tmp = tempfile::tempdir().unwrap();
     let clf = tmp.path().join("clf");
-    let code = clf_train::run_from([
-        "clf-train",
-        s.shards.to_str().unwrap(),
-        "--encoder",
-        s.lm.to_str().unwrap(),
-        "-o",
-        clf.to_str().unwrap(),
-        "--unfreeze",
-        "1:1e-2",
-        "--bs",
-        "16",
-        "--bptt",
-        "8",
-        "--device",
-        "cpu",
-        "--precision",
-        "fp32",
-        "-q",
-        "--threads",
-        "1",
-        "--metrics",
-        tmp.path().join("clf.jsonl").to_str().unwrap(),
-    ])
-    .unwrap();
-    assert_eq!(code, 0);
+    let extra = testkit::words("--unfreeze 1:1e-2 --bs 16");
+    testkit::train_clf(clf_train::run_from, &s.shards, &s.lm, &clf, &extra);
     let r = probe_json(&clf, "sex");
     assert_eq!(r["checkpoint"], "classifier");
     assert!(f(&r, "accuracy") > 0.95);
@@ -244,8 +141,7 @@ fn probe_reads_a_classifier_and_prints_a_table() {
         "--json-out",
         json.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let t = String::from_utf8(o.stdout).unwrap();
+    let t = testkit::ok(&o);
     for needle in [
         "accuracy",
         "baseline",
@@ -316,14 +212,7 @@ fn probe_bad_input_is_one_line_exit_2() {
     ];
     for (what, args, needles) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = probe(&args);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
-        assert!(err.starts_with("bias-audit: "), "{what}: {err}");
-        for n in needles {
-            assert!(err.contains(n), "{what}: {n:?} not in {err}");
-        }
+        testkit::assert_error(what, &probe(&args), "bias-audit", &needles);
         assert!(!out.exists(), "{what}: nothing written");
     }
 }

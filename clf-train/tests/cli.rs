@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use serde_json::Value;
-use shared::shards::ShardSetWriter;
 use shared::vocab::Vocab;
 use tch::Tensor;
+use testkit::{err, lcg, of_type, ok, read_jsonl, sentiment, vocab, words, Shards, TinyLm};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clf-train");
 
@@ -19,22 +18,6 @@ const WORDS: [&str; 14] = [
     "and", "it",
 ];
 const FIELDS: [&str; 4] = ["label", "rating", "tags", "sex"];
-
-fn vocab(words: &[&str]) -> Vocab {
-    let counts: Vec<(String, u64)> = words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.to_string(), 1000 - i as u64))
-        .collect();
-    Vocab::build(&counts, usize::MAX, 1)
-}
-
-fn lcg(s: &mut u64) -> u64 {
-    *s = s
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    *s >> 33
-}
 
 /// One synthetic document: neutral words with "good"/"great" (pos) or "bad"/"awful" (neg);
 /// rating = 10 × the share of positive words; tags: "g" when it holds "good", "a" for "awful".
@@ -64,12 +47,7 @@ fn make_docs(v: &Vocab, n: usize, seed: u64) -> Vec<Doc> {
                     if p {
                         n_pos += 1;
                     }
-                    let w = match (p, lcg(&mut s) % 2) {
-                        (true, 0) => "good",
-                        (true, _) => "great",
-                        (false, 0) => "bad",
-                        (false, _) => "awful",
-                    };
+                    let w = sentiment(p, lcg(&mut s));
                     good |= w == "good";
                     awful |= w == "awful";
                     w
@@ -105,133 +83,46 @@ fn make_docs(v: &Vocab, n: usize, seed: u64) -> Vec<Doc> {
 
 /// Writes docs; every 5th goes to valid. `edit` may change a doc's fields by index.
 fn write_shards(dir: &Path, v: &Vocab, n: usize, edit: impl Fn(usize, &mut Doc, &mut String)) {
-    let mut w = ShardSetWriter::create(
-        dir,
-        false,
-        v.clone(),
-        FIELDS.iter().map(|s| s.to_string()).collect(),
-    )
-    .unwrap();
-    w.ensure_split("train").unwrap();
-    w.ensure_split("valid").unwrap();
+    let mut w = Shards::create(dir, v, &FIELDS);
     for (i, mut d) in make_docs(v, n, 7).into_iter().enumerate() {
-        let mut split = if i % 5 == 4 {
-            "valid".to_string()
-        } else {
-            "train".to_string()
-        };
+        let mut split = if i % 5 == 4 { "valid" } else { "train" }.to_string();
         edit(i, &mut d, &mut split);
         let f: Vec<Option<&str>> = d.fields.iter().map(|x| x.as_deref()).collect();
-        w.push_doc(&split, &d.ids, i as u64, &f).unwrap();
+        w.push(&split, &d.ids, &f);
     }
-    w.finish(serde_json::json!({}), "test".into()).unwrap();
+    w.finish();
 }
 
-struct Shared {
-    _tmp: tempfile::TempDir,
-    shards: PathBuf,
-    lm: PathBuf,
-}
-
-/// One shard set (96 docs: 77 train, 19 valid) and one tiny LM for all tests.
-fn shared() -> &'static Shared {
-    static S: OnceLock<Shared> = OnceLock::new();
+/// One shard set (96 docs: 77 train, 19 valid) and one tiny LM (bs 4) for all tests.
+fn shared() -> &'static TinyLm {
+    static S: OnceLock<TinyLm> = OnceLock::new();
     S.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let shards = tmp.path().join("shards");
-        write_shards(&shards, &vocab(&WORDS), 96, |_, _, _| {});
-        let lm = tmp.path().join("lm");
-        let code = lm_train::run_from([
-            "lm-train",
-            shards.to_str().unwrap(),
-            "-o",
-            lm.to_str().unwrap(),
-            "--steps",
-            "5",
-            "--lr",
-            "1e-2",
-            "--emb-sz",
-            "16",
-            "--n-hid",
-            "32",
-            "--n-layers",
-            "2",
-            "--bs",
-            "4",
-            "--bptt",
-            "8",
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "-q",
-            "--threads",
-            "1",
-            "--metrics",
-            tmp.path().join("lm.jsonl").to_str().unwrap(),
-        ])
-        .unwrap();
-        assert_eq!(code, 0);
-        Shared {
-            _tmp: tmp,
-            shards,
-            lm,
-        }
+        let write = |d: &Path| write_shards(d, &vocab(&WORDS), 96, |_, _, _| {});
+        TinyLm::new(4, write, lm_train::run_from)
     })
 }
 
-const TINY: [&str; 14] = [
-    "--bs",
-    "8",
-    "--bptt",
-    "8",
-    "--max-len",
-    "16",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--threads",
-    "1",
-    "--progress",
-    "none",
-];
+/// Batches of 8 × bptt 8, at most 16 tokens a document, CPU, fp32, one thread, no bars.
+fn tiny() -> Vec<&'static str> {
+    let mut a = words("--bs 8 --bptt 8 --max-len 16 --progress none");
+    a.extend(testkit::CPU.into_iter().chain(testkit::FP32));
+    a
+}
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).args(TINY).output().unwrap()
+    Command::new(BIN).args(args).args(tiny()).output().unwrap()
 }
 
 fn run_predict(args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("predict")
         .args(args)
-        .args(["--device", "cpu", "--threads", "1"])
+        .args(testkit::CPU)
         .output()
         .unwrap()
 }
 
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn of_type<'a>(r: &'a [Value], t: &str) -> Vec<&'a Value> {
-    r.iter().filter(|x| x["type"] == t).collect()
-}
-
-fn train(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, Vec<Value>) {
+fn train(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, Vec<serde_json::Value>) {
     let s = shared();
     let out = dir.join(name);
     let m = dir.join(format!("{name}.jsonl"));
@@ -245,7 +136,7 @@ fn train(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, Vec<Value>) {
     args.extend(["--metrics", m.to_str().unwrap()]);
     args.extend(extra);
     ok(&run(&args));
-    (out, records(&m))
+    (out, read_jsonl(&m))
 }
 
 fn weights(dir: &Path) -> BTreeMap<String, Tensor> {
@@ -291,15 +182,7 @@ fn regression_is_detected_and_learns() {
     let (_, r) = train(
         tmp.path(),
         "reg",
-        &[
-            "--label-col",
-            "rating",
-            "--unfreeze",
-            "1:5e-2x2,all:2e-2x6",
-            "--y-range",
-            "-0.5",
-            "10.5",
-        ],
+        &words("--label-col rating --unfreeze 1:5e-2x2,all:2e-2x6 --y-range -0.5 10.5"),
     );
     assert_eq!(of_type(&r, "clf_start")[0]["task"], "regression");
     let ep = of_type(&r, "clf_epoch");
@@ -324,14 +207,7 @@ fn multi_label_learns() {
     let (_, r) = train(
         tmp.path(),
         "ml",
-        &[
-            "--label-col",
-            "tags",
-            "--label-delim",
-            ";",
-            "--unfreeze",
-            "1:5e-2x3,all:1e-2x3",
-        ],
+        &words("--label-col tags --label-delim ; --unfreeze 1:5e-2x3,all:1e-2x3"),
     );
     let st = of_type(&r, "clf_start")[0];
     assert_eq!(st["task"], "multi-label");
@@ -399,12 +275,7 @@ fn discriminative_lrs_per_group() {
     let (_, r) = train(
         tmp.path(),
         "lrs",
-        &[
-            "--unfreeze",
-            "1:2e-2,2:1e-2,3:5e-3,all:1e-3",
-            "--log-every",
-            "1",
-        ],
+        &words("--unfreeze 1:2e-2,2:1e-2,3:5e-3,all:1e-3 --log-every 1"),
     );
     let ph = of_type(&r, "clf_phase");
     assert_eq!(ph.len(), 4);
@@ -452,12 +323,7 @@ fn predict_writes_fields_in_input_order() {
     let tmp = tempfile::tempdir().unwrap();
     let (clf, _) = train(tmp.path(), "clf", &["--unfreeze", "1:2e-2"]);
     let o = run_predict(&["--ckpt", clf.to_str().unwrap(), s.shards.to_str().unwrap()]);
-    ok(&o);
-    let lines: Vec<Value> = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = testkit::jsonl(&ok(&o));
     assert_eq!(lines.len(), 96);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["row"], i as u64, "input order");
@@ -491,11 +357,7 @@ fn predict_writes_fields_in_input_order() {
         "-o",
         f.to_str().unwrap(),
     ]));
-    let text = std::fs::read_to_string(&f).unwrap();
-    let v: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let v = read_jsonl(&f);
     assert_eq!(v.len(), 19);
     assert!(v
         .windows(2)
@@ -521,35 +383,23 @@ fn resume_is_bit_exact() {
         "-q",
     ];
     // 9 batches per epoch: stop mid-epoch in phase 0, then mid-epoch in phase 1
-    let o = run(&[&base[..], &spec, &["--stop-after", "4"]].concat());
-    assert_eq!(
-        o.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    err(
+        &run(&[&base[..], &spec, &["--stop-after", "4"]].concat()),
+        130,
     );
-    let resume = [
-        s.shards.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--resume",
-        "-q",
-        "--metrics",
-        "/dev/null",
-    ];
-    let o = run(&[&resume[..], &["--stop-after", "13"]].concat());
-    assert_eq!(
-        o.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let mut resume = vec![s.shards.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    resume.extend(words("--resume -q --metrics /dev/null"));
+    err(&run(&[&resume[..], &["--stop-after", "13"]].concat()), 130);
     ok(&run(&resume));
     let (a, b) = (weights(&full), weights(&out));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (n, t) in &a {
         assert!(same(t, &b[n]), "{n} differs after resume");
     }
+}
+
+fn strings<'a>(a: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    a.into_iter().map(String::from).collect()
 }
 
 /// A shard set with the shared vocab, the standard docs, and `edit` applied.
@@ -604,100 +454,63 @@ fn bad_input_is_one_line_exit_2_and_nothing_written() {
     let o = out.to_str().unwrap();
     let pred_out = d.join("pred.jsonl");
     let po = pred_out.to_str().unwrap();
-    let p = |x: &PathBuf| x.to_str().unwrap().to_string();
+    // `clf-train SHARDS --encoder LM -o OUT FLAGS` and `clf-train predict --ckpt CLF SHARDS -o
+    // PRED FLAGS`
+    let train = |shards: &Path, flags: &str| {
+        let a = [shards.to_str().unwrap(), "--encoder", lm, "-o", o];
+        strings(a.into_iter().chain(words(flags)))
+    };
+    let predict = |ckpt: &str, shards: &Path, flags: &str| {
+        let a = [
+            "predict",
+            "--ckpt",
+            ckpt,
+            shards.to_str().unwrap(),
+            "-o",
+            po,
+        ];
+        strings(a.into_iter().chain(words(flags)))
+    };
+    let shards = s.shards.as_path();
     let cases: Vec<(&str, Vec<String>, Vec<&str>)> = vec![
         (
             "vocab mismatch",
-            vec![
-                p(&other_vocab),
-                "--encoder".into(),
-                lm.into(),
-                "-o".into(),
-                o.into(),
-            ],
+            train(&other_vocab, ""),
             vec!["vocab hash", "numericalize --vocab"],
         ),
         (
             "unseen valid label",
-            vec![
-                p(&unseen),
-                "--encoder".into(),
-                lm.into(),
-                "-o".into(),
-                o.into(),
-            ],
+            train(&unseen, ""),
             vec!["\"meh\" was not seen in training", "valid.fields"],
         ),
         (
             "mixed types",
-            vec![
-                p(&mixed),
-                "--encoder".into(),
-                lm.into(),
-                "-o".into(),
-                o.into(),
-            ],
+            train(&mixed, ""),
             vec!["mixes numbers", "--task classification"],
         ),
         (
             "NaN target",
-            vec![
-                p(&nan),
-                "--encoder".into(),
-                lm.into(),
-                "-o".into(),
-                o.into(),
-                "--label-col".into(),
-                "rating".into(),
-                "--task".into(),
-                "regression".into(),
-            ],
+            train(&nan, "--label-col rating --task regression"),
             vec!["\"NaN\"", "finite"],
         ),
         (
             "empty valid",
-            vec![
-                p(&empty_valid),
-                "--encoder".into(),
-                lm.into(),
-                "-o".into(),
-                o.into(),
-            ],
+            train(&empty_valid, ""),
             vec!["validation split \"valid\" is empty"],
         ),
         (
             "no such label column",
-            vec![
-                sh.into(),
-                "--encoder".into(),
-                lm.into(),
-                "-o".into(),
-                o.into(),
-                "--label-col".into(),
-                "stars".into(),
-            ],
+            train(shards, "--label-col stars"),
             vec!["no label column \"stars\"", "label, rating, tags, sex"],
         ),
         (
             "missing label value",
-            vec![
-                p(&missing_label),
-                "--encoder".into(),
-                lm.into(),
-                "-o".into(),
-                o.into(),
-            ],
+            train(&missing_label, ""),
             vec!["input row 6", "no value"],
         ),
         (
             "classifier as encoder",
-            vec![
-                sh.into(),
-                "--encoder".into(),
-                c.into(),
-                "-o".into(),
-                o.into(),
-            ],
+            strings([sh, "--encoder", c, "-o", o]),
             vec![
                 "is a classifier checkpoint",
                 "--encoder needs a language model",
@@ -705,121 +518,54 @@ fn bad_input_is_one_line_exit_2_and_nothing_written() {
         ),
         (
             "y-range on classes",
-            vec![
-                sh.into(),
-                "--encoder".into(),
-                lm.into(),
-                "-o".into(),
-                o.into(),
-                "--y-range".into(),
-                "0".into(),
-                "1".into(),
-            ],
+            train(shards, "--y-range 0 1"),
             vec!["--y-range is for regression"],
         ),
         (
             "bad unfreeze",
-            vec![
-                sh.into(),
-                "--encoder".into(),
-                lm.into(),
-                "-o".into(),
-                o.into(),
-                "--unfreeze".into(),
-                "9:1e-3".into(),
-            ],
+            train(shards, "--unfreeze 9:1e-3"),
             vec!["this model has 4"],
         ),
         (
             "output exists",
-            vec![
-                sh.into(),
-                "--encoder".into(),
-                lm.into(),
-                "-o".into(),
-                c.into(),
-            ],
+            strings([sh, "--encoder", lm, "-o", c]),
             vec!["already exists"],
         ),
         (
             "predict: LM checkpoint",
-            vec![
-                "predict".into(),
-                "--ckpt".into(),
-                lm.into(),
-                sh.into(),
-                "-o".into(),
-                po.into(),
-            ],
+            predict(lm, shards, ""),
             vec!["is a language-model checkpoint"],
         ),
         (
             "predict: unseen label",
-            vec![
-                "predict".into(),
-                "--ckpt".into(),
-                c.into(),
-                p(&unseen),
-                "-o".into(),
-                po.into(),
-            ],
+            predict(c, &unseen, ""),
             vec!["\"meh\" was not seen in training", "input row 4"],
         ),
         (
             "predict: other vocab",
-            vec![
-                "predict".into(),
-                "--ckpt".into(),
-                c.into(),
-                p(&other_vocab),
-                "-o".into(),
-                po.into(),
-            ],
+            predict(c, &other_vocab, ""),
             vec!["vocab hash", "numericalize --vocab"],
         ),
         (
             "predict: no split",
-            vec![
-                "predict".into(),
-                "--ckpt".into(),
-                c.into(),
-                sh.into(),
-                "--split".into(),
-                "test".into(),
-                "-o".into(),
-                po.into(),
-            ],
+            predict(c, shards, "--split test"),
             vec!["no split \"test\""],
         ),
         (
             "predict: column clash",
-            vec![
-                "predict".into(),
-                "--ckpt".into(),
-                c.into(),
-                sh.into(),
-                "--pred-col".into(),
-                "label".into(),
-                "-o".into(),
-                po.into(),
-            ],
+            predict(c, shards, "--pred-col label"),
             vec!["field \"label\""],
         ),
     ];
     let before = weights(&clf);
     for (what, args, needles) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = if args[0] == "predict" {
-            run_predict(&args[1..].iter().map(String::as_str).collect::<Vec<_>>())
+            run_predict(&args[1..])
         } else {
-            run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            run(&args)
         };
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line: {err}");
-        assert!(err.starts_with("clf-train: "), "{what}: {err}");
-        for n in needles {
-            assert!(err.contains(n), "{what}: {err:?} lacks {n:?}");
-        }
+        testkit::assert_error(what, &o, "clf-train", &needles);
         assert!(!out.exists(), "{what}: output created");
         assert!(!pred_out.exists(), "{what}: prediction file created");
         assert!(

@@ -8,8 +8,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use shared::shards::ShardSetWriter;
-use shared::vocab::Vocab;
+use testkit::{lcg, of_type, ok, read_jsonl, sentiment, vocab, words, Shards, TinyLm};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clf-train");
 const WORDS: [&str; 12] = [
@@ -17,55 +16,24 @@ const WORDS: [&str; 12] = [
 ];
 const FIELDS: [&str; 4] = ["label", "sex", "one", "rating"];
 
-fn lcg(s: &mut u64) -> u64 {
-    *s = s
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    *s >> 33
-}
-
-fn vocab() -> Vocab {
-    let counts: Vec<(String, u64)> = WORDS
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.to_string(), 1000 - i as u64))
-        .collect();
-    Vocab::build(&counts, usize::MAX, 1)
-}
-
 /// `n` documents, every 3rd in valid; `edit` may change the fields of document `i`.
 fn write_shards(dir: &Path, n: usize, edit: impl Fn(usize, &mut [Option<String>; 4])) {
-    let v = vocab();
-    let id = |t: &str| v.get(t).unwrap();
-    let mut w = ShardSetWriter::create(
-        dir,
-        false,
-        v.clone(),
-        FIELDS.iter().map(|s| s.to_string()).collect(),
-    )
-    .unwrap();
-    w.ensure_split("train").unwrap();
-    w.ensure_split("valid").unwrap();
+    let mut w = Shards::create(dir, &vocab(&WORDS), &FIELDS);
     let neutral = ["the", "movie", "was", "a", "film", "."];
     let mut s = 11u64;
     for i in 0..n {
         let male = lcg(&mut s) % 2 == 0;
         let p_pos = if male { 75 } else { 25 };
         let pos = lcg(&mut s) % 100 < p_pos;
-        let mut ids = vec![id("xxbos"), id(if male { "he" } else { "she" })];
+        let mut ids = vec![w.id("xxbos"), w.id(if male { "he" } else { "she" })];
         for _ in 0..6 {
-            let w = if lcg(&mut s) % 2 == 0 {
+            let t = if lcg(&mut s) % 2 == 0 {
                 let p = pos != (lcg(&mut s) % 100 < 35); // noisy sentiment
-                match (p, lcg(&mut s) % 2) {
-                    (true, 0) => "good",
-                    (true, _) => "great",
-                    (false, 0) => "bad",
-                    (false, _) => "awful",
-                }
+                sentiment(p, lcg(&mut s))
             } else {
                 neutral[(lcg(&mut s) % neutral.len() as u64) as usize]
             };
-            ids.push(id(w));
+            ids.push(w.id(t));
         }
         let mut f = [
             Some(if pos { "pos" } else { "neg" }.to_string()),
@@ -76,106 +44,29 @@ fn write_shards(dir: &Path, n: usize, edit: impl Fn(usize, &mut [Option<String>;
         edit(i, &mut f);
         let split = if i % 3 == 2 { "valid" } else { "train" };
         let fr: Vec<Option<&str>> = f.iter().map(|x| x.as_deref()).collect();
-        w.push_doc(split, &ids, i as u64, &fr).unwrap();
+        w.push(split, &ids, &fr);
     }
-    w.finish(serde_json::json!({}), "test".into()).unwrap();
+    w.finish();
 }
 
-struct Shared {
-    _tmp: tempfile::TempDir,
-    shards: PathBuf,
-    lm: PathBuf,
+/// 480 documents (320 train, 160 valid) and a tiny LM (5 steps, bs 8) shared by the tests.
+fn shared() -> &'static TinyLm {
+    static S: OnceLock<TinyLm> = OnceLock::new();
+    S.get_or_init(|| TinyLm::new(8, |d| write_shards(d, 480, |_, _| {}), lm_train::run_from))
 }
 
-/// 480 documents (320 train, 160 valid) and a tiny LM (5 steps) shared by the tests.
-fn shared() -> &'static Shared {
-    static S: OnceLock<Shared> = OnceLock::new();
-    S.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let shards = tmp.path().join("shards");
-        write_shards(&shards, 480, |_, _| {});
-        let lm = tmp.path().join("lm");
-        let code = lm_train::run_from([
-            "lm-train",
-            shards.to_str().unwrap(),
-            "-o",
-            lm.to_str().unwrap(),
-            "--steps",
-            "5",
-            "--lr",
-            "1e-2",
-            "--emb-sz",
-            "16",
-            "--n-hid",
-            "32",
-            "--n-layers",
-            "2",
-            "--bs",
-            "8",
-            "--bptt",
-            "8",
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "-q",
-            "--threads",
-            "1",
-            "--metrics",
-            tmp.path().join("lm.jsonl").to_str().unwrap(),
-        ])
-        .unwrap();
-        assert_eq!(code, 0);
-        Shared {
-            _tmp: tmp,
-            shards,
-            lm,
-        }
-    })
-}
-
-const TINY: [&str; 14] = [
-    "--bs",
-    "16",
-    "--bptt",
-    "8",
-    "--max-len",
-    "16",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--threads",
-    "1",
-    "--progress",
-    "none",
-];
-
+/// Batches of 16 × bptt 8, at most 16 tokens a document, CPU, fp32, one thread, no bars.
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).args(TINY).output().unwrap()
-}
-
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
+    Command::new(BIN)
+        .args(args)
+        .args(words("--bs 16 --bptt 8 --max-len 16 --progress none"))
+        .args(testkit::CPU)
+        .args(testkit::FP32)
+        .output()
         .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
-fn of_type<'a>(r: &'a [Value], t: &str) -> Vec<&'a Value> {
-    r.iter().filter(|x| x["type"] == t).collect()
-}
-
+/// `clf-train SHARDS --encoder LM -o DIR/NAME` with fastai's schedule of the tests, `extra`.
 fn train(dir: &Path, name: &str, shards: &Path, extra: &[&str]) -> (PathBuf, Vec<Value>) {
     let s = shared();
     let out = dir.join(name);
@@ -184,18 +75,17 @@ fn train(dir: &Path, name: &str, shards: &Path, extra: &[&str]) -> (PathBuf, Vec
         shards.to_str().unwrap(),
         "--encoder",
         s.lm.to_str().unwrap(),
+    ];
+    args.extend([
         "-o",
         out.to_str().unwrap(),
         "--metrics",
         m.to_str().unwrap(),
-        "--unfreeze",
-        "1:2e-2x2,all:1e-2x6",
-        "--drop-mult",
-        "0.1",
-    ];
+    ]);
+    args.extend(words("--unfreeze 1:2e-2x2,all:1e-2x6 --drop-mult 0.1"));
     args.extend(extra);
     ok(&run(&args));
-    (out, records(&m))
+    (out, read_jsonl(&m))
 }
 
 /// Predictions on valid: (sex, true label, predicted label).
@@ -203,15 +93,13 @@ fn predict(ckpt: &Path) -> Vec<(String, String, String)> {
     let o = Command::new(BIN)
         .args(["predict", "--ckpt", ckpt.to_str().unwrap()])
         .arg(&shared().shards)
-        .args(["--split", "valid", "--device", "cpu", "--threads", "1"])
+        .args(["--split", "valid"])
+        .args(testkit::CPU)
         .output()
         .unwrap();
-    ok(&o);
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
+    testkit::jsonl(&ok(&o))
+        .iter()
+        .map(|v| {
             let s = |k: &str| v[k].as_str().unwrap().to_string();
             (s("sex"), s("label"), s("pred"))
         })
@@ -236,14 +124,7 @@ fn adversary_shrinks_the_group_gap() {
         tmp.path(),
         "adv",
         &s.shards,
-        &[
-            "--adversary",
-            "sex",
-            "--adversary-weight",
-            "1",
-            "--adversary-lr",
-            "1e-2",
-        ],
+        &words("--adversary sex --adversary-weight 1 --adversary-lr 1e-2"),
     );
     // the adversary's setting, baseline and per-epoch numbers are logged
     let a = of_type(&recs, "clf_adversary");
@@ -293,31 +174,18 @@ fn adversary_resume_is_bit_exact() {
     let (full, _) = train(tmp.path(), "full", &s.shards, &extra);
     // interrupted mid-epoch, then resumed
     let out = tmp.path().join("part");
-    let mut args: Vec<&str> = vec![
+    let (sh, lm, o) = (
         s.shards.to_str().unwrap(),
-        "--encoder",
         s.lm.to_str().unwrap(),
-        "-o",
         out.to_str().unwrap(),
-        "--unfreeze",
-        "1:2e-2x2,all:1e-2x6",
-        "--drop-mult",
-        "0.1",
-        "--stop-after",
-        "45",
-        "-q",
-    ];
+    );
+    let mut args = vec![sh, "--encoder", lm, "-o", o];
+    args.extend(words(
+        "--unfreeze 1:2e-2x2,all:1e-2x6 --drop-mult 0.1 --stop-after 45 -q",
+    ));
     args.extend(extra);
-    let o = run(&args);
-    assert_eq!(o.status.code(), Some(130));
-    let o = run(&[
-        s.shards.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--resume",
-        "-q",
-    ]);
-    ok(&o);
+    testkit::err(&run(&args), 130);
+    ok(&run(&[sh, "-o", o, "--resume", "-q"]));
     for f in ["model.safetensors", "adversary.safetensors"] {
         let a = tch::Tensor::read_safetensors(full.join(f)).unwrap();
         let b: std::collections::BTreeMap<String, tch::Tensor> =
@@ -447,14 +315,7 @@ fn bad_protected_columns_are_one_line_exit_2() {
             "regression",
             with(
                 sh,
-                &[
-                    "--label-col",
-                    "rating",
-                    "--task",
-                    "regression",
-                    "--reweigh",
-                    "sex",
-                ],
+                &words("--label-col rating --task regression --reweigh sex"),
             ),
             vec!["--reweigh sex is for classification"],
         ),
@@ -476,14 +337,7 @@ fn bad_protected_columns_are_one_line_exit_2() {
     ];
     for (what, args, needles) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = run(&args);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line: {err}");
-        assert!(err.starts_with("clf-train: "), "{what}: {err}");
-        for n in needles {
-            assert!(err.contains(n), "{what}: {n:?} not in {err}");
-        }
+        testkit::assert_error(what, &run(&args), "clf-train", &needles);
         assert!(!out.exists(), "{what}: nothing written");
     }
 }

@@ -3,128 +3,31 @@
 //! Every run is a separate `lm-train` process: torch's random generator is process-global, so
 //! runs in threads of one test binary would draw each other's random numbers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use shared::shards::ShardSetWriter;
-use shared::vocab::Vocab;
 use tch::{Kind, Tensor};
+use testkit::{err, grammar_shards, ok, records, vocab, words, GrammarEnv, GRAMMAR_WORDS};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lm-train");
 
-/// A vocab of the special tokens plus `words`.
-fn vocab(words: &[&str]) -> Vocab {
-    let counts: Vec<(String, u64)> = words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.to_string(), 1000 - i as u64))
-        .collect();
-    Vocab::build(&counts, usize::MAX, 1)
+/// The tiny model (testkit's `TINY_ARCH`, bs 4 × bptt 8) on the CPU in fp32, seed 7, quiet bars.
+fn tiny() -> Vec<&'static str> {
+    let mut a = testkit::TINY_ARCH.to_vec();
+    a.extend(words("--bs 4 --bptt 8 --progress none --seed 7"));
+    a.extend(testkit::CPU.into_iter().chain(testkit::FP32));
+    a
 }
-
-const WORDS: [&str; 12] = [
-    "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", "park", ".", "and",
-];
-
-/// Documents of a tiny grammar, so a model can learn it: "xxbos the cat sat on the mat . ...".
-fn write_shards(dir: &Path, v: &Vocab, docs: usize, seed: u64) {
-    let mut w = ShardSetWriter::create(dir, false, v.clone(), vec![]).unwrap();
-    let id = |t: &str| v.get(t).unwrap();
-    let sents: [&[&str]; 3] = [
-        &["the", "cat", "sat", "on", "the", "mat", "."],
-        &["a", "dog", "ran", "to", "the", "park", "."],
-        &["the", "dog", "and", "the", "cat", "sat", "."],
-    ];
-    let mut s = seed;
-    for d in 0..docs {
-        let mut ids = vec![id("xxbos")];
-        for _ in 0..4 {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let sent = sents[(s >> 33) as usize % 3];
-            ids.extend(sent.iter().map(|t| id(t)));
-        }
-        let split = if d % 5 == 4 { "valid" } else { "train" };
-        w.push_doc(split, &ids, d as u64, &[]).unwrap();
-    }
-    w.finish(serde_json::json!({}), "test".into()).unwrap();
-}
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    shards: PathBuf,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let shards = dir.join("shards");
-    write_shards(&shards, &vocab(&WORDS), 60, 1);
-    Env {
-        _tmp: tmp,
-        dir,
-        shards,
-    }
-}
-
-const TINY: [&str; 20] = [
-    "--emb-sz",
-    "16",
-    "--n-hid",
-    "32",
-    "--n-layers",
-    "2",
-    "--bs",
-    "4",
-    "--bptt",
-    "8",
-    "--precision",
-    "fp32",
-    "--device",
-    "cpu",
-    "--progress",
-    "none",
-    "--threads",
-    "1",
-    "--seed",
-    "7",
-];
 
 fn lm(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run lm-train")
 }
 
-fn train(e: &Env, out: &Path, extra: &[&str]) -> Output {
+fn train(e: &GrammarEnv, out: &Path, extra: &[&str]) -> Output {
     let mut a: Vec<&str> = vec![e.shards.to_str().unwrap(), "-o", out.to_str().unwrap()];
-    a.extend(TINY);
+    a.extend(tiny());
     a.extend(extra);
     lm(&a)
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "lm-train failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn err(o: &Output, code: i32) -> String {
-    let e = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(code), "expected exit {code}: {e}");
-    e
-}
-
-fn records(stdout: &str, ty: &str) -> Vec<serde_json::Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|r| r["type"] == ty)
-        .collect()
 }
 
 fn weights(dir: &Path) -> Vec<(String, Tensor)> {
@@ -143,12 +46,12 @@ fn get(w: &[(String, Tensor)], name: &str) -> Tensor {
 
 #[test]
 fn loss_falls_and_metrics_are_reported() {
-    let e = env();
+    let e = GrammarEnv::new();
     let out = e.dir.join("lm");
     let s = ok(&train(
         &e,
         &out,
-        &["--epochs", "4", "--lr", "1e-2", "--log-every", "5"],
+        &words("--epochs 4 --lr 1e-2 --log-every 5"),
     ));
     let ep = records(&s, "lm_epoch");
     assert_eq!(ep.len(), 4, "{s}");
@@ -206,41 +109,22 @@ fn loss_falls_and_metrics_are_reported() {
 
 #[test]
 fn resume_is_bit_exact() {
-    let e = env();
+    let e = GrammarEnv::new();
     let full = e.dir.join("full");
     let part = e.dir.join("part");
     // 60 docs × 29 tokens × 4/5 train → 1392 tokens → bl 347 → 44 batches/epoch; 2 epochs.
-    let args = [
-        "--epochs",
-        "2",
-        "--lr",
-        "5e-3",
-        "--clip",
-        "0.5",
-        "--log-every",
-        "0",
-    ];
+    let args = words("--epochs 2 --lr 5e-3 --clip 0.5 --log-every 0");
     let a = ok(&train(&e, &full, &args));
     // stop mid-epoch (hidden state carried), resume, stop again after the epoch boundary
-    let mut a1: Vec<&str> = args.to_vec();
+    let mut a1 = args.clone();
     a1.extend(["--stop-after", "13"]);
     let msg = err(&train(&e, &part, &a1), 130);
     assert!(msg.contains("interrupted"), "{msg}");
     let st: serde_json::Value =
         serde_json::from_slice(&std::fs::read(part.join("train_state.json")).unwrap()).unwrap();
     assert_eq!(st["step"], 13);
-    let mut r = vec![
-        e.shards.to_str().unwrap(),
-        "-o",
-        part.to_str().unwrap(),
-        "--resume",
-        "--progress",
-        "none",
-        "--threads",
-        "1",
-        "--log-every",
-        "0",
-    ];
+    let mut r = vec![e.shards.to_str().unwrap(), "-o", part.to_str().unwrap()];
+    r.extend(words("--resume --progress none --threads 1 --log-every 0"));
     r.extend(["--stop-after", "50"]);
     err(&lm(&r), 130);
     r.truncate(r.len() - 2);
@@ -271,7 +155,7 @@ fn resume_is_bit_exact() {
 
 #[test]
 fn init_with_another_vocab_remaps_rows_by_token() {
-    let e = env();
+    let e = GrammarEnv::new();
     let base = e.dir.join("base");
     ok(&train(&e, &base, &["--steps", "10", "--lr", "1e-2"]));
     // a new vocab: some words dropped, others new, a different order
@@ -281,7 +165,7 @@ fn init_with_another_vocab_remaps_rows_by_token() {
     ];
     let v2 = vocab(&words2);
     let shards2 = e.dir.join("shards2");
-    write_shards(&shards2, &v2, 40, 3);
+    grammar_shards(&shards2, &v2, 40, 3);
     let out = e.dir.join("remapped");
     let args = |o: &Path| {
         let mut a: Vec<String> = vec![
@@ -289,7 +173,7 @@ fn init_with_another_vocab_remaps_rows_by_token() {
             "-o".into(),
             o.display().to_string(),
         ];
-        a.extend(TINY.iter().map(|s| s.to_string()));
+        a.extend(tiny().iter().map(|s| s.to_string()));
         a.extend(["--init".into(), base.display().to_string()]);
         a
     };
@@ -304,7 +188,7 @@ fn init_with_another_vocab_remaps_rows_by_token() {
     a1.extend(["--remap-vocab".into(), "--steps".into(), "0".into()]);
     let s = ok(&lm(&a1.iter().map(String::as_str).collect::<Vec<_>>()));
     let init = &records(&s, "lm_init")[0];
-    let v1 = vocab(&WORDS);
+    let v1 = vocab(&GRAMMAR_WORDS);
     let matched = v2.itos().iter().filter(|t| v1.get(t).is_some()).count();
     assert_eq!(init["matched_tokens"], matched as u64);
     assert_eq!(init["new_tokens"], (v2.len() - matched) as u64);
@@ -339,7 +223,7 @@ fn init_with_another_vocab_remaps_rows_by_token() {
     // and the remapped checkpoint trains on the new shards (frozen: only embedding + decoder move)
     let ft = e.dir.join("ft");
     let mut a2: Vec<&str> = vec![shards2.to_str().unwrap(), "-o", ft.to_str().unwrap()];
-    a2.extend(TINY);
+    a2.extend(tiny());
     a2.extend(["--init", out.to_str().unwrap(), "--steps", "3", "--freeze"]);
     ok(&lm(&a2));
     let wf = weights(&ft);
@@ -351,21 +235,12 @@ fn init_with_another_vocab_remaps_rows_by_token() {
 
 #[test]
 fn divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
-    let e = env();
+    let e = GrammarEnv::new();
     let out = e.dir.join("lm");
     let o = train(
         &e,
         &out,
-        &[
-            "--lr",
-            "1e38",
-            "--save-every",
-            "1",
-            "--epochs",
-            "1",
-            "--wd",
-            "0",
-        ],
+        &words("--lr 1e38 --save-every 1 --epochs 1 --wd 0"),
     );
     let msg = err(&o, 2);
     assert!(
@@ -391,7 +266,7 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
 
 #[test]
 fn batch_larger_than_the_data_is_an_error() {
-    let e = env();
+    let e = GrammarEnv::new();
     let o = train(&e, &e.dir.join("x"), &["--bs", "64", "--bptt", "72"]);
     let msg = err(&o, 2);
     assert!(msg.contains("too few for --bs 64 × --bptt 72"), "{msg}");
@@ -400,7 +275,7 @@ fn batch_larger_than_the_data_is_an_error() {
 
 #[test]
 fn broken_checkpoints_are_refused() {
-    let e = env();
+    let e = GrammarEnv::new();
     let base = e.dir.join("base");
     ok(&train(&e, &base, &["--steps", "2"]));
     // another architecture in config.json than in the tensors
@@ -471,29 +346,23 @@ fn broken_checkpoints_are_refused() {
 
 #[test]
 fn generation_is_deterministic_with_a_seed() {
-    let e = env();
+    let e = GrammarEnv::new();
     let base = e.dir.join("base");
     ok(&train(
         &e,
         &base,
-        &["--epochs", "3", "--lr", "1e-2", "--log-every", "0"],
+        &words("--epochs 3 --lr 1e-2 --log-every 0"),
     ));
     let g = |seed: &str| {
-        ok(&lm(&[
+        let mut a = vec![
             "generate",
             "--ckpt",
             base.to_str().unwrap(),
             "--prompt",
             "The cat",
-            "--n-words",
-            "20",
-            "--seed",
-            seed,
-            "--temperature",
-            "0.8",
-            "--threads",
-            "1",
-        ]))
+        ];
+        a.extend(words("--n-words 20 --temperature 0.8 --threads 1"));
+        ok(&lm(&[&a[..], &["--seed", seed]].concat()))
     };
     let (a, b) = (g("1"), g("1"));
     assert_eq!(a, b);
@@ -535,21 +404,12 @@ fn max_weight_diff(a: &Path, b: &Path) -> f64 {
 
 #[test]
 fn out_of_memory_backs_off_and_keeps_the_effective_batch() {
-    let e = env();
-    let common = [
-        "--steps",
-        "6",
-        "--drop-mult",
-        "0",
-        "--lr",
-        "1e-2",
-        "--log-every",
-        "1",
-    ];
+    let e = GrammarEnv::new();
+    let common = words("--steps 6 --drop-mult 0 --lr 1e-2 --log-every 1");
     // every forward/backward of more than 2 streams fails as if out of memory
     let oom = e.dir.join("oom");
     let mut a = common.to_vec();
-    a.extend(["--bs", "8", "--simulate-oom-above", "2"]);
+    a.extend(words("--bs 8 --simulate-oom-above 2"));
     let s = ok(&train(&e, &oom, &a));
     let b = records(&s, "lm_backoff");
     assert_eq!(b.len(), 2, "8 → 4 → 2: {s}");
@@ -567,7 +427,7 @@ fn out_of_memory_backs_off_and_keeps_the_effective_batch() {
     // the same as asking for micro-batches of 2 from the start
     let acc = e.dir.join("acc");
     let mut a = common.to_vec();
-    a.extend(["--bs", "2", "--effective-bs", "8"]);
+    a.extend(words("--bs 2 --effective-bs 8"));
     let s2 = ok(&train(&e, &acc, &a));
     let st = records(&s2, "lm_start");
     assert_eq!(
@@ -591,7 +451,7 @@ fn out_of_memory_backs_off_and_keeps_the_effective_batch() {
     assert_eq!(st["micro_bs"], 2);
     // with 1 stream still failing, the run stops with a clear error
     let mut a = common.to_vec();
-    a.extend(["--bs", "4", "--simulate-oom-above", "0"]);
+    a.extend(words("--bs 4 --simulate-oom-above 0"));
     let msg = err(&train(&e, &e.dir.join("no"), &a), 2);
     assert!(
         msg.contains("out of memory even with micro-batches of 1 stream"),
@@ -601,22 +461,13 @@ fn out_of_memory_backs_off_and_keeps_the_effective_batch() {
 
 #[test]
 fn bs_auto_probes_within_the_budget() {
-    let e = env();
+    let e = GrammarEnv::new();
     // a generous budget: the whole effective batch fits
     let out = e.dir.join("auto");
     let s = ok(&train(
         &e,
         &out,
-        &[
-            "--bs",
-            "auto",
-            "--effective-bs",
-            "8",
-            "--mem-budget",
-            "64G",
-            "--steps",
-            "2",
-        ],
+        &words("--bs auto --effective-bs 8 --mem-budget 64G --steps 2"),
     ));
     let m = records(&s, "lm_memory");
     assert_eq!(m.len(), 1, "{s}");
@@ -627,7 +478,7 @@ fn bs_auto_probes_within_the_budget() {
         &train(
             &e,
             &e.dir.join("tiny"),
-            &["--bs", "auto", "--mem-budget", "1M", "--steps", "2"],
+            &words("--bs auto --mem-budget 1M --steps 2"),
         ),
         2,
     );
@@ -637,7 +488,7 @@ fn bs_auto_probes_within_the_budget() {
 
 #[test]
 fn dry_run_prints_the_estimate_and_writes_nothing() {
-    let e = env();
+    let e = GrammarEnv::new();
     let out = e.dir.join("never");
     let s = ok(&train(&e, &out, &["--dry-run", "--bs", "8"]));
     for w in [
@@ -652,28 +503,17 @@ fn dry_run_prints_the_estimate_and_writes_nothing() {
     assert!(!out.exists());
     // no -o needed; --metrics gets an lm_memory record
     let mf = e.dir.join("m.jsonl");
-    let o = lm(&[
-        e.shards.to_str().unwrap(),
-        "--dry-run",
-        "--emb-sz",
-        "16",
-        "--n-hid",
-        "32",
-        "--n-layers",
-        "2",
-        "--bs",
-        "4",
-        "--bptt",
-        "8",
-        "--metrics",
-        mf.to_str().unwrap(),
-    ]);
+    let mut a = vec![e.shards.to_str().unwrap(), "--dry-run"];
+    a.extend(testkit::TINY_ARCH);
+    a.extend(words("--bs 4 --bptt 8"));
+    a.extend(["--metrics", mf.to_str().unwrap()]);
+    let o = lm(&a);
     ok(&o);
     let rec = std::fs::read_to_string(&mf).unwrap();
     let r: serde_json::Value = serde_json::from_str(rec.lines().next().unwrap()).unwrap();
     assert_eq!(r["type"], "lm_memory");
     // 2 layers 16→32→16 plus a vocab × 16 embedding and vocab biases
-    let v = vocab(&WORDS).len() as u64;
+    let v = vocab(&GRAMMAR_WORDS).len() as u64;
     let expect = v * 16 + (4 * 32 * (16 + 32) + 8 * 32) + (4 * 16 * (32 + 16) + 8 * 16) + v;
     assert_eq!(r["params"].as_u64(), Some(expect));
     assert_eq!(r["param_bytes"].as_u64(), Some(4 * expect));
@@ -687,7 +527,7 @@ fn a_cpu_run_does_not_load_the_cuda_libraries() {
         eprintln!("skipped: an NVIDIA driver is present, so --device auto loads CUDA");
         return;
     }
-    let e = env();
+    let e = GrammarEnv::new();
     for device in ["auto", "cpu"] {
         let s = ok(&train(
             &e,
@@ -717,11 +557,11 @@ fn a_cpu_run_does_not_load_the_cuda_libraries() {
 #[test]
 fn ctrl_c_saves_a_checkpoint_and_exits_130() {
     use std::io::BufRead;
-    let e = env();
+    let e = GrammarEnv::new();
     let out = e.dir.join("ckpt");
     let mut a: Vec<&str> = vec![e.shards.to_str().unwrap(), "-o", out.to_str().unwrap()];
-    a.extend(TINY);
-    a.extend(["--epochs", "500", "--lr", "5e-3", "--log-every", "1"]);
+    a.extend(tiny());
+    a.extend(words("--epochs 500 --lr 5e-3 --log-every 1"));
     let mut child = Command::new(BIN)
         .args(&a)
         .stdout(std::process::Stdio::piped())

@@ -17,6 +17,7 @@ use lm_train::config::{CheckpointConfig, ModelConfig, Precision};
 use lm_train::model::LanguageModel;
 use shared::vocab::{Vocab, SPECIAL_TOKENS};
 use tch::{Device, Kind, Tensor};
+use testkit::ok;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lm-train");
 
@@ -24,21 +25,32 @@ fn lm(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run lm-train")
 }
 
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
+/// `lm-train export-fastai --ckpt CK -o PTH [--vocab-out PKL] EXTRA...`
+fn export(ck: &Path, pth: &Path, pkl: Option<&Path>, extra: &[&str]) -> Output {
+    let mut a = vec!["export-fastai", "--ckpt", p(ck), "-o", p(pth)];
+    if let Some(pkl) = pkl {
+        a.extend(["--vocab-out", p(pkl)]);
+    }
+    lm(&[&a[..], extra].concat())
 }
 
-/// Exit 2 with exactly one line on stderr; returns it.
+/// `lm-train import-fastai --weights W --vocab V -o OUT EXTRA...`
+fn import(w: &Path, v: &Path, out: &Path, extra: &[&str]) -> Output {
+    let a = [
+        "import-fastai",
+        "--weights",
+        p(w),
+        "--vocab",
+        p(v),
+        "-o",
+        p(out),
+    ];
+    lm(&[&a[..], extra].concat())
+}
+
+/// Exit 2 with exactly one line on stderr, from lm-train; returns it.
 fn err2(o: &Output) -> String {
-    let e = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(2), "stderr: {e}");
-    assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e}");
-    e
+    testkit::assert_error("fastai interop", o, "lm-train", &[])
 }
 
 fn p(path: &Path) -> &str {
@@ -113,44 +125,10 @@ fn export_import_round_trip_is_bit_identical() {
         std::fs::create_dir(&b).unwrap();
         let (a_pth, a_itos, ck_a) = (a.join("m.pth"), a.join("itos.pkl"), a.join("ck"));
         let (b_pth, b_itos, ck_b) = (b.join("m.pth"), b.join("itos.pkl"), b.join("ck"));
-        ok(&lm(&[
-            "export-fastai",
-            "--ckpt",
-            p(&src.dir),
-            "-o",
-            p(&a_pth),
-            "--vocab-out",
-            p(&a_itos),
-            "-q",
-        ]));
-        ok(&lm(&[
-            "import-fastai",
-            "--weights",
-            p(&a_pth),
-            "--vocab",
-            p(&a_itos),
-            "-o",
-            p(&ck_a),
-            "-q",
-        ]));
-        ok(&lm(&[
-            "export-fastai",
-            "--ckpt",
-            p(&ck_a),
-            "-o",
-            p(&b_pth),
-            "--vocab-out",
-            p(&b_itos),
-        ]));
-        ok(&lm(&[
-            "import-fastai",
-            "--weights",
-            p(&b_pth),
-            "--vocab",
-            p(&b_itos),
-            "-o",
-            p(&ck_b),
-        ]));
+        ok(&export(&src.dir, &a_pth, Some(&a_itos), &["-q"]));
+        ok(&import(&a_pth, &a_itos, &ck_a, &["-q"]));
+        ok(&export(&ck_a, &b_pth, Some(&b_itos), &[]));
+        ok(&import(&b_pth, &b_itos, &ck_b, &[]));
         // the two exports and the two imports are byte for byte the same
         assert!(same(&a_pth, &b_pth), "exports differ");
         assert!(same(&a_itos, &b_itos), "vocab pickles differ");
@@ -196,14 +174,7 @@ fn v1_special_token_order_and_missing_tokens_are_matched_by_string() {
     let d = t.path();
     let src = our_checkpoint(&d.join("src"), true, true, 3);
     let pth = d.join("m.pth");
-    ok(&lm(&[
-        "export-fastai",
-        "--ckpt",
-        p(&src.dir),
-        "-o",
-        p(&pth),
-        "-q",
-    ]));
+    ok(&export(&src.dir, &pth, None, &["-q"]));
     // label the same rows in fastai v1 order, and without xxfld (row 4 is a word "zzz")
     let mut v1 = itos(23);
     v1[4] = "zzz".into();
@@ -211,15 +182,7 @@ fn v1_special_token_order_and_missing_tokens_are_matched_by_string() {
     let pkl = d.join("itos_v1.pkl");
     std::fs::write(&pkl, shared::pickle::dump_string_list(&v1)).unwrap();
     let ck = d.join("ck");
-    let o = lm(&[
-        "import-fastai",
-        "--weights",
-        p(&pth),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&ck),
-    ]);
+    let o = import(&pth, &pkl, &ck, &[]);
     ok(&o);
     let note = String::from_utf8_lossy(&o.stderr);
     assert!(note.contains("xxfld missing"), "{note}");
@@ -261,15 +224,7 @@ fn a_fastai_v1_legacy_file_written_by_torch_gives_fastais_logits() {
     let t = tempfile::tempdir().unwrap();
     let ck_dir = t.path().join("ck");
     let (w, v) = (fx.join("tiny_v1_legacy.pth"), fx.join("itos_v1.pkl"));
-    let o = lm(&[
-        "import-fastai",
-        "--weights",
-        p(&w),
-        "--vocab",
-        p(&v),
-        "-o",
-        p(&ck_dir),
-    ]);
+    let o = import(&w, &v, &ck_dir, &[]);
     ok(&o);
     let note = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -290,22 +245,8 @@ fn a_fastai_v1_legacy_file_written_by_torch_gives_fastais_logits() {
     assert_eq!(&ck.vocab.itos()[..9], &SPECIAL_TOKENS.map(String::from));
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fx.join("logits.json")).unwrap()).unwrap();
-    let file_itos = shared::pickle::load_string_list(&std::fs::read(&v).unwrap()).unwrap();
     let ids: Vec<Vec<i64>> = serde_json::from_value(r["ids"].clone()).unwrap();
-    let our_ids: Vec<Vec<i64>> = ids
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|&i| ck.vocab.get(&file_itos[i as usize]).unwrap() as i64)
-                .collect()
-        })
-        .collect();
-    let col: Vec<usize> = ck
-        .vocab
-        .itos()
-        .iter()
-        .map(|t| file_itos.iter().position(|f| f == t).unwrap())
-        .collect();
+    let (our_ids, col) = through_our_vocab(&ck, &v, &ids);
     let diff = max_diff(
         &logits(&load(&ck), &our_ids),
         &as_logits(&r["logits"]),
@@ -321,16 +262,7 @@ fn half_precision_files_are_read_as_fp32() {
     let d = t.path();
     let src = our_checkpoint(&d.join("src"), true, true, 5);
     let (pth, pkl) = (d.join("m.pth"), d.join("itos.pkl"));
-    ok(&lm(&[
-        "export-fastai",
-        "--ckpt",
-        p(&src.dir),
-        "-o",
-        p(&pth),
-        "--vocab-out",
-        p(&pkl),
-        "-q",
-    ]));
+    ok(&export(&src.dir, &pth, Some(&pkl), &["-q"]));
     let sd = shared::torch_file::read_state_dict(&std::fs::read(&pth).unwrap()).unwrap();
     let halves: Vec<Vec<u8>> = sd
         .tensors
@@ -362,16 +294,7 @@ fn half_precision_files_are_read_as_fp32() {
     shared::torch_file::write_state_dict(&mut f, "half", &entries, &storages).unwrap();
     drop(f);
     let ck = d.join("ck");
-    ok(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&h_pth),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&ck),
-        "-q",
-    ]));
+    ok(&import(&h_pth, &pkl, &ck, &["-q"]));
     let c = Checkpoint::read(&ck).unwrap();
     assert!(
         c.config.model.tie_weights,
@@ -390,16 +313,7 @@ fn hostile_and_broken_files_are_refused_with_one_line() {
     let d = t.path();
     let src = our_checkpoint(&d.join("src"), true, true, 1);
     let (pth, pkl) = (d.join("m.pth"), d.join("itos.pkl"));
-    ok(&lm(&[
-        "export-fastai",
-        "--ckpt",
-        p(&src.dir),
-        "-o",
-        p(&pth),
-        "--vocab-out",
-        p(&pkl),
-        "-q",
-    ]));
+    ok(&export(&src.dir, &pth, Some(&pkl), &["-q"]));
     // pickle.dumps(E(), protocol=2) with E.__reduce__ = lambda self: (os.system, ('echo pwned',))
     let evil = d.join("evil.pkl");
     std::fs::write(
@@ -408,25 +322,9 @@ fn hostile_and_broken_files_are_refused_with_one_line() {
     )
     .unwrap();
     let out = d.join("out");
-    let e = err2(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&pth),
-        "--vocab",
-        p(&evil),
-        "-o",
-        p(&out),
-    ]));
+    let e = err2(&import(&pth, &evil, &out, &[]));
     assert!(e.contains("evil.pkl") && e.contains("posix.system"), "{e}");
-    let e = err2(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&evil),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&out),
-    ]));
+    let e = err2(&import(&evil, &pkl, &out, &[]));
     assert!(e.contains("evil.pkl") && e.contains("posix.system"), "{e}");
     // a torch zip whose data.pkl calls os.system
     let mut w = shared::pickle::Writer::new();
@@ -443,41 +341,17 @@ fn hostile_and_broken_files_are_refused_with_one_line() {
     .unwrap();
     let evil_zip = d.join("evil.pth");
     std::fs::write(&evil_zip, z).unwrap();
-    let e = err2(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&evil_zip),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&out),
-    ]));
+    let e = err2(&import(&evil_zip, &pkl, &out, &[]));
     assert!(e.contains("evil.pth") && e.contains("os.system"), "{e}");
     let bytes = std::fs::read(&pth).unwrap();
     // truncated, garbage, wrong vocab, missing files
     let trunc = d.join("trunc.pth");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-    let e = err2(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&trunc),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&out),
-    ]));
+    let e = err2(&import(&trunc, &pkl, &out, &[]));
     assert!(e.contains("trunc.pth"), "{e}");
     let junk = d.join("junk.pth");
     std::fs::write(&junk, b"hello world").unwrap();
-    let e = err2(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&junk),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&out),
-    ]));
+    let e = err2(&import(&junk, &pkl, &out, &[]));
     assert!(
         e.contains("junk.pth") && e.contains("not a torch file"),
         "{e}"
@@ -488,28 +362,12 @@ fn hostile_and_broken_files_are_refused_with_one_line() {
         shared::pickle::dump_string_list(&["xxunk", "xxpad"]),
     )
     .unwrap();
-    let e = err2(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&pth),
-        "--vocab",
-        p(&small),
-        "-o",
-        p(&out),
-    ]));
+    let e = err2(&import(&pth, &small, &out, &[]));
     assert!(
         e.contains("small.pkl has 2 tokens") && e.contains("m.pth"),
         "{e}"
     );
-    let e = err2(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&d.join("nope.pth")),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&out),
-    ]));
+    let e = err2(&import(&d.join("nope.pth"), &pkl, &out, &[]));
     assert!(e.contains("nope.pth"), "{e}");
     // a state dict of something else
     let other = d.join("other.pth");
@@ -527,15 +385,7 @@ fn hostile_and_broken_files_are_refused_with_one_line() {
         &[(shared::pickle::Dtype::F32, &data)],
     )
     .unwrap();
-    let e = err2(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&other),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&out),
-    ]));
+    let e = err2(&import(&other, &pkl, &out, &[]));
     assert!(
         e.contains("other.pth") && e.contains("0.encoder.weight"),
         "{e}"
@@ -568,58 +418,19 @@ fn hostile_and_broken_files_are_refused_with_one_line() {
     )
     .unwrap();
     let bad_out = d.join("bad.pth");
-    let e = err2(&lm(&[
-        "export-fastai",
-        "--ckpt",
-        p(&bad),
-        "-o",
-        p(&bad_out),
-    ]));
+    let e = err2(&export(&bad, &bad_out, None, &[]));
     assert!(
         e.contains("model.safetensors") && e.contains("shape"),
         "{e}"
     );
     assert!(!bad_out.exists());
     // outputs are not replaced without --force
-    let e = err2(&lm(&[
-        "export-fastai",
-        "--ckpt",
-        p(&src.dir),
-        "-o",
-        p(&pth),
-    ]));
+    let e = err2(&export(&src.dir, &pth, None, &[]));
     assert!(e.contains("already exists"), "{e}");
-    ok(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&pth),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&out),
-        "-q",
-    ]));
-    let e = err2(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&pth),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&out),
-    ]));
+    ok(&import(&pth, &pkl, &out, &["-q"]));
+    let e = err2(&import(&pth, &pkl, &out, &[]));
     assert!(e.contains("already exists"), "{e}");
-    ok(&lm(&[
-        "import-fastai",
-        "--weights",
-        p(&pth),
-        "--vocab",
-        p(&pkl),
-        "-o",
-        p(&out),
-        "--force",
-        "-q",
-    ]));
+    ok(&import(&pth, &pkl, &out, &["--force", "-q"]));
 }
 
 fn peer_python() -> Option<PathBuf> {
@@ -674,6 +485,31 @@ for name in ['ours_tied', 'ours_untied']:
 json.dump(out, open(f'{d}/ref.json', 'w'))
 "#;
 
+/// The ids of a fastai file's vocab (`itos_pkl`) as ours in `ck`, and for each of our logit
+/// columns the file's (same tokens).
+fn through_our_vocab(
+    ck: &Checkpoint,
+    itos_pkl: &Path,
+    ids: &[Vec<i64>],
+) -> (Vec<Vec<i64>>, Vec<usize>) {
+    let file_itos = shared::pickle::load_string_list(&std::fs::read(itos_pkl).unwrap()).unwrap();
+    let our_ids = ids
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|&i| ck.vocab.get(&file_itos[i as usize]).unwrap() as i64)
+                .collect()
+        })
+        .collect();
+    let col = ck
+        .vocab
+        .itos()
+        .iter()
+        .map(|t| file_itos.iter().position(|f| f == t).unwrap())
+        .collect();
+    (our_ids, col)
+}
+
 fn as_logits(v: &serde_json::Value) -> Vec<Vec<Vec<f32>>> {
     serde_json::from_value(v.clone()).unwrap()
 }
@@ -715,16 +551,7 @@ fn fastai_cross_check_both_directions() {
         std::fs::write(d.join(format!("{name}.json")), cfg.to_string()).unwrap();
         let pth = d.join(format!("{name}.pth"));
         let pkl = d.join(format!("{name}_itos.pkl"));
-        ok(&lm(&[
-            "export-fastai",
-            "--ckpt",
-            p(&ck.dir),
-            "-o",
-            p(&pth),
-            "--vocab-out",
-            p(&pkl),
-            "-q",
-        ]));
+        ok(&export(&ck.dir, &pth, Some(&pkl), &["-q"]));
         ours.push((name, logits(&load(&ck), &ids), ck.vocab.itos().to_vec()));
     }
     let o = Command::new(&py)
@@ -769,16 +596,7 @@ fn fastai_cross_check_both_directions() {
         ] {
             let ck_dir = d.join(format!("ck_{file}_{vocab}"));
             let (w, v) = (d.join(&file), d.join(vocab));
-            ok(&lm(&[
-                "import-fastai",
-                "--weights",
-                p(&w),
-                "--vocab",
-                p(&v),
-                "-o",
-                p(&ck_dir),
-                "-q",
-            ]));
+            ok(&import(&w, &v, &ck_dir, &["-q"]));
             let ck = Checkpoint::read(&ck_dir).unwrap();
             assert_eq!(ck.config.model.tie_weights, name == "tied");
             assert_eq!(ck.config.model.out_bias, name == "tied");
@@ -790,22 +608,7 @@ fn fastai_cross_check_both_directions() {
                 ),
                 (16, 24, 3)
             );
-            // the file's ids and logit columns, seen through our vocab (same tokens)
-            let file_itos = shared::pickle::load_string_list(&std::fs::read(&v).unwrap()).unwrap();
-            let our_ids: Vec<Vec<i64>> = ref_ids
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|&i| ck.vocab.get(&file_itos[i as usize]).unwrap() as i64)
-                        .collect()
-                })
-                .collect();
-            let col: Vec<usize> = ck
-                .vocab
-                .itos()
-                .iter()
-                .map(|t| file_itos.iter().position(|f| f == t).unwrap())
-                .collect();
+            let (our_ids, col) = through_our_vocab(&ck, &v, &ref_ids);
             if vocab == "itos_v1.pkl" {
                 assert_ne!(col, (0..col.len()).collect::<Vec<_>>(), "v1 rows must move");
             }

@@ -3,14 +3,12 @@
 //! short clf-train epoch (clf-train's library, as its binary runs it). Every lr-find run is its
 //! own process (torch's generator is process-global).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use serde_json::Value;
-use shared::shards::ShardSetWriter;
 use shared::vocab::Vocab;
+use testkit::{err, files, lcg, ok, one_line, records, sentiment, vocab, words, Shards, TinyLm};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lr-find");
 
@@ -19,136 +17,50 @@ const WORDS: [&str; 14] = [
     "and", "it",
 ];
 
-fn vocab(words: &[&str]) -> Vocab {
-    let counts: Vec<(String, u64)> = words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.to_string(), 1000 - i as u64))
-        .collect();
-    Vocab::build(&counts, usize::MAX, 1)
-}
-
-fn lcg(s: &mut u64) -> u64 {
-    *s = s
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    *s >> 33
-}
-
 /// `n` documents of 4–20 words, "good"/"great" in the pos ones, "bad"/"awful" in the neg ones;
 /// every 5th document in valid. Field "label": pos / neg.
 fn write_shards(dir: &Path, v: &Vocab, n: usize) {
-    let id = |t: &str| v.get(t).unwrap();
     let neutral = [
         "the", "movie", "was", "plot", "acting", "a", "film", ".", "and", "it",
     ];
-    let mut w = ShardSetWriter::create(dir, false, v.clone(), vec!["label".into()]).unwrap();
-    w.ensure_split("train").unwrap();
-    w.ensure_split("valid").unwrap();
+    let mut w = Shards::create(dir, v, &["label"]);
     let mut s = 11u64;
     for d in 0..n {
         let pos = d % 2 == 0;
         let len = 4 + (lcg(&mut s) % 17) as usize;
-        let mut ids = vec![id("xxbos")];
+        let mut ids = vec![w.id("xxbos")];
         for _ in 0..len {
-            let w = if lcg(&mut s) % 10 < 4 {
-                match (pos, lcg(&mut s) % 2) {
-                    (true, 0) => "good",
-                    (true, _) => "great",
-                    (false, 0) => "bad",
-                    (false, _) => "awful",
-                }
+            let t = if lcg(&mut s) % 10 < 4 {
+                sentiment(pos, lcg(&mut s))
             } else {
                 neutral[(lcg(&mut s) % neutral.len() as u64) as usize]
             };
-            ids.push(id(w));
+            ids.push(w.id(t));
         }
         let split = if d % 5 == 4 { "valid" } else { "train" };
-        let label = if pos { "pos" } else { "neg" };
-        w.push_doc(split, &ids, d as u64, &[Some(label)]).unwrap();
+        w.push(split, &ids, &[Some(if pos { "pos" } else { "neg" })]);
     }
-    w.finish(serde_json::json!({}), "test".into()).unwrap();
+    w.finish();
 }
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
-    shards: PathBuf,
+    tiny: TinyLm,
     clf: PathBuf,
 }
 
-/// One shard set (80 docs: 64 train, 16 valid), LM and classifier for all tests.
+/// One shard set (80 docs: 64 train, 16 valid), LM (bs 4) and classifier for all tests.
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = |x: &Path| x.to_str().unwrap().to_string();
-        let shards = tmp.path().join("shards");
-        write_shards(&shards, &vocab(&WORDS), 80);
-        let lm = tmp.path().join("lm");
-        let code = lm_train::run_from([
-            "lm-train",
-            &p(&shards),
-            "-o",
-            &p(&lm),
-            "--steps",
-            "5",
-            "--lr",
-            "1e-2",
-            "--emb-sz",
-            "16",
-            "--n-hid",
-            "32",
-            "--n-layers",
-            "2",
-            "--bs",
-            "4",
-            "--bptt",
-            "8",
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "-q",
-            "--threads",
-            "1",
-            "--metrics",
-            &p(&tmp.path().join("lm.jsonl")),
-        ])
-        .unwrap();
-        assert_eq!(code, 0);
-        let clf = tmp.path().join("clf");
-        let code = clf_train::run_from([
-            "clf-train",
-            &p(&shards),
-            "--encoder",
-            &p(&lm),
-            "-o",
-            &p(&clf),
-            "--unfreeze",
-            "1:2e-2",
-            "--bs",
-            "8",
-            "--bptt",
-            "8",
-            "--max-len",
-            "16",
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "--threads",
-            "1",
-            "-q",
-            "--metrics",
-            &p(&tmp.path().join("clf.jsonl")),
-        ])
-        .unwrap();
-        assert_eq!(code, 0);
-        Fixture {
-            _tmp: tmp,
-            shards,
-            clf,
-        }
+        let tiny = TinyLm::new(
+            4,
+            |d| write_shards(d, &vocab(&WORDS), 80),
+            lm_train::run_from,
+        );
+        let clf = tiny.dir.join("clf");
+        let extra = words("--unfreeze 1:2e-2 --bs 8 --max-len 16");
+        testkit::train_clf(clf_train::run_from, &tiny.shards, &tiny.lm, &clf, &extra);
+        Fixture { tiny, clf }
     })
 }
 
@@ -157,42 +69,10 @@ fn lr_find(shards: &Path, ckpt: &Path, extra: &[&str]) -> Output {
         .arg(shards)
         .arg("--ckpt")
         .arg(ckpt)
-        .args(["--precision", "fp32", "--device", "cpu", "--threads", "1"])
+        .args(words("--precision fp32 --device cpu --threads 1"))
         .args(extra)
         .output()
         .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn err(o: &Output, code: i32) -> String {
-    let s = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(code), "stderr: {s}");
-    s
-}
-
-fn one_line(s: &str) {
-    assert_eq!(s.trim_end().lines().count(), 1, "{s}");
-    assert!(
-        s.starts_with("lr-find: ") || s.starts_with("error: "),
-        "{s}"
-    );
-}
-
-fn records(stdout: &str, ty: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["type"] == ty)
-        .collect()
 }
 
 fn curve(out: &str) -> Vec<(f64, f64)> {
@@ -202,25 +82,13 @@ fn curve(out: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut m = BTreeMap::new();
-    for f in std::fs::read_dir(dir).unwrap() {
-        let p = f.unwrap().path();
-        m.insert(
-            p.file_name().unwrap().to_string_lossy().to_string(),
-            std::fs::read(&p).unwrap(),
-        );
-    }
-    m
-}
-
 #[test]
 fn classifier_curve_has_suggestions_is_seeded_and_ckpt_only_read() {
     let f = fixture();
-    let before = tree(&f.clf);
+    let before = files(&f.clf);
     assert!(before.contains_key("model.safetensors") && before.contains_key("config.json"));
     let args = ["--num-it", "20", "--end-lr", "1", "--seed", "5", "-q"];
-    let a = ok(&lr_find(&f.shards, &f.clf, &args));
+    let a = ok(&lr_find(&f.tiny.shards, &f.clf, &args));
     let start = &records(&a, "lr_find_start")[0];
     assert_eq!(start["model"], "classifier");
     assert_eq!(start["init"], f.clf.to_str().unwrap());
@@ -241,16 +109,16 @@ fn classifier_curve_has_suggestions_is_seeded_and_ckpt_only_read() {
     assert!(sum["valley"].as_f64().unwrap() > 0.0, "{sum}");
     assert!(sum["detail"]["minimum"]["point_lr"].is_number(), "{sum}");
     // seeded: the same curve again (the data is cycled past 8 batches, reshuffled the same)
-    let b = ok(&lr_find(&f.shards, &f.clf, &args));
+    let b = ok(&lr_find(&f.tiny.shards, &f.clf, &args));
     assert_eq!(curve(&a), curve(&b), "same seed: bit-identical losses");
     let c = ok(&lr_find(
-        &f.shards,
+        &f.tiny.shards,
         &f.clf,
         &["--num-it", "20", "--end-lr", "1", "--seed", "6", "-q"],
     ));
     assert_ne!(curve(&a), curve(&c), "another seed: another batch order");
     assert_eq!(
-        tree(&f.clf),
+        files(&f.clf),
         before,
         "the --ckpt checkpoint is byte-identical afterwards"
     );
@@ -259,25 +127,16 @@ fn classifier_curve_has_suggestions_is_seeded_and_ckpt_only_read() {
 #[test]
 fn classifier_unfreeze_stage_and_valid_loss() {
     let f = fixture();
-    let before = tree(&f.clf);
+    let before = files(&f.clf);
     let head = ok(&lr_find(
-        &f.shards,
+        &f.tiny.shards,
         &f.clf,
         &["--num-it", "8", "--no-stop-div", "--end-lr", "1", "-q"],
     ));
     let all = ok(&lr_find(
-        &f.shards,
+        &f.tiny.shards,
         &f.clf,
-        &[
-            "--num-it",
-            "8",
-            "--no-stop-div",
-            "--end-lr",
-            "1",
-            "--unfreeze-stage",
-            "all",
-            "-q",
-        ],
+        &words("--num-it 8 --no-stop-div --end-lr 1 --unfreeze-stage all -q"),
     ));
     let s = &records(&all, "lr_find_start")[0];
     assert_eq!(s["unfreeze_stage"], 4);
@@ -288,19 +147,9 @@ fn classifier_unfreeze_stage_and_valid_loss() {
     assert_ne!(h, a, "more trainable groups, another curve");
     // the validation loss after each step; the first N batches with --valid-batches
     let v = ok(&lr_find(
-        &f.shards,
+        &f.tiny.shards,
         &f.clf,
-        &[
-            "--num-it",
-            "6",
-            "--no-stop-div",
-            "--valid-loss",
-            "--unfreeze-stage",
-            "2",
-            "--bs",
-            "4",
-            "-q",
-        ],
+        &words("--num-it 6 --no-stop-div --valid-loss --unfreeze-stage 2 --bs 4 -q"),
     ));
     let s = &records(&v, "lr_find_start")[0];
     assert_eq!(
@@ -310,7 +159,7 @@ fn classifier_unfreeze_stage_and_valid_loss() {
     let vl = curve(&v);
     assert_eq!(vl.len(), 6);
     assert!(vl.iter().all(|p| p.1.is_finite() && p.1 > 0.0), "{vl:?}");
-    assert_eq!(tree(&f.clf), before);
+    assert_eq!(files(&f.clf), before);
 }
 
 #[test]
@@ -321,7 +170,7 @@ fn classifier_bad_input_is_one_line_and_exit_2() {
     let other = tmp.path().join("other");
     write_shards(&other, &vocab(&[&WORDS[..], &["extra"]].concat()), 20);
     let s = err(&lr_find(&other, &f.clf, &["--num-it", "6"]), 2);
-    one_line(&s);
+    one_line(&s, "lr-find");
     assert!(
         s.contains("vocab hash")
             && s.contains("--ckpt classifier")
@@ -329,22 +178,25 @@ fn classifier_bad_input_is_one_line_and_exit_2() {
         "{s}"
     );
     // a stage the model does not have
-    let s = err(&lr_find(&f.shards, &f.clf, &["--unfreeze-stage", "5"]), 2);
-    one_line(&s);
+    let s = err(
+        &lr_find(&f.tiny.shards, &f.clf, &["--unfreeze-stage", "5"]),
+        2,
+    );
+    one_line(&s, "lr-find");
     assert!(s.contains("4 layer groups"), "{s}");
     // flags of the language model
-    let s = err(&lr_find(&f.shards, &f.clf, &["--bptt", "16"]), 2);
+    let s = err(&lr_find(&f.tiny.shards, &f.clf, &["--bptt", "16"]), 2);
     assert!(s.contains("--bptt") && s.contains("--ckpt"), "{s}");
     // --unfreeze-stage needs --ckpt
     let o = Command::new(BIN)
-        .arg(&f.shards)
+        .arg(&f.tiny.shards)
         .args(["--unfreeze-stage", "2"])
         .output()
         .unwrap();
     assert!(err(&o, 2).contains("--ckpt"));
     // not a directory
-    let s = err(&lr_find(&f.shards, &tmp.path().join("nope"), &[]), 2);
-    one_line(&s);
+    let s = err(&lr_find(&f.tiny.shards, &tmp.path().join("nope"), &[]), 2);
+    one_line(&s, "lr-find");
     assert!(s.contains("no such checkpoint"), "{s}");
 }
 
@@ -353,7 +205,7 @@ fn classifier_out_of_memory_backs_off_to_micro_batches() {
     let f = fixture();
     // batches of 8 documents; every forward/backward over more than 2 fails as out of memory
     let o = lr_find(
-        &f.shards,
+        &f.tiny.shards,
         &f.clf,
         &["--num-it", "10", "--seed", "5", "--simulate-oom-above", "2"],
     );
@@ -371,8 +223,8 @@ fn classifier_out_of_memory_backs_off_to_micro_batches() {
     );
     assert!(curve(&out).iter().all(|p| p.1.is_finite()));
     // --bs auto probes language models only; a classifier's --bs is documents
-    let s = err(&lr_find(&f.shards, &f.clf, &["--bs", "auto"]), 2);
-    one_line(&s);
+    let s = err(&lr_find(&f.tiny.shards, &f.clf, &["--bs", "auto"]), 2);
+    one_line(&s, "lr-find");
     assert!(
         s.contains("with --ckpt give --bs as documents per batch"),
         "{s}"

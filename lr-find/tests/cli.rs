@@ -1,126 +1,37 @@
 //! lr-find end to end on a tiny model (emb 16, hid 32, 2 layers) and a synthetic shard set.
 //! Every run is its own process (torch's generator is process-global).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use lm_train::checkpoint;
 use lm_train::config::{CheckpointConfig, ModelConfig};
 use lm_train::model::LanguageModel;
 use serde_json::Value;
-use shared::shards::ShardSetWriter;
 use shared::vocab::Vocab;
+use testkit::{err, files, ok, one_line, records, vocab, words, GrammarEnv, GRAMMAR_WORDS};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lr-find");
 
-fn vocab(words: &[&str]) -> Vocab {
-    let counts: Vec<(String, u64)> = words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.to_string(), 1000 - i as u64))
-        .collect();
-    Vocab::build(&counts, usize::MAX, 1)
+/// testkit's grammar shard set: 60 documents of 29 tokens, 48 train docs, 1392 tokens; bs 4 ×
+/// bptt 8 gives 44 batches.
+fn env() -> GrammarEnv {
+    GrammarEnv::new()
 }
 
-const WORDS: [&str; 12] = [
-    "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", "park", ".", "and",
-];
-
-fn write_shards(dir: &Path, v: &Vocab, docs: usize) {
-    let mut w = ShardSetWriter::create(dir, false, v.clone(), vec![]).unwrap();
-    let id = |t: &str| v.get(t).unwrap();
-    let sents: [&[&str]; 3] = [
-        &["the", "cat", "sat", "on", "the", "mat", "."],
-        &["a", "dog", "ran", "to", "the", "park", "."],
-        &["the", "dog", "and", "the", "cat", "sat", "."],
-    ];
-    let mut s = 1u64;
-    for d in 0..docs {
-        let mut ids = vec![id("xxbos")];
-        for _ in 0..4 {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ids.extend(sents[(s >> 33) as usize % 3].iter().map(|t| id(t)));
-        }
-        let split = if d % 5 == 4 { "valid" } else { "train" };
-        w.push_doc(split, &ids, d as u64, &[]).unwrap();
-    }
-    w.finish(serde_json::json!({}), "test".into()).unwrap();
-}
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    shards: PathBuf,
-}
-
-/// 60 documents of 29 tokens: 48 train docs, 1392 tokens; bs 4 × bptt 8 gives 44 batches.
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let shards = dir.join("shards");
-    write_shards(&shards, &vocab(&WORDS), 60);
-    Env {
-        _tmp: tmp,
-        dir,
-        shards,
-    }
-}
-
-const TINY: [&str; 12] = [
-    "--emb-sz",
-    "16",
-    "--n-hid",
-    "32",
-    "--n-layers",
-    "2",
-    "--bs",
-    "4",
-    "--bptt",
-    "8",
-    "--threads",
-    "1",
-];
-
-fn lr_find(e: &Env, extra: &[&str]) -> Output {
+fn lr_find(e: &GrammarEnv, extra: &[&str]) -> Output {
     let mut c = Command::new(BIN);
     c.arg(&e.shards);
     if !extra.contains(&"--init") {
-        c.args(TINY);
-    } else {
-        c.args(["--bs", "4", "--bptt", "8", "--threads", "1"]);
+        c.args(testkit::TINY_ARCH);
     }
-    c.args(["--precision", "fp32", "--device", "cpu"])
-        .args(extra)
-        .current_dir(&e.dir)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn err(o: &Output, code: i32) -> String {
-    let s = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(code), "stderr: {s}");
-    s
-}
-
-fn records(stdout: &str, ty: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["type"] == ty)
-        .collect()
+    c.args(words(
+        "--bs 4 --bptt 8 --threads 1 --precision fp32 --device cpu",
+    ))
+    .args(extra)
+    .current_dir(&e.dir)
+    .output()
+    .unwrap()
 }
 
 #[test]
@@ -172,18 +83,6 @@ fn same_seed_same_curve_other_seed_other_curve() {
     assert_ne!(curve(&a), curve(&c));
 }
 
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut m = BTreeMap::new();
-    for f in std::fs::read_dir(dir).unwrap() {
-        let p = f.unwrap().path();
-        m.insert(
-            p.file_name().unwrap().to_string_lossy().to_string(),
-            std::fs::read(&p).unwrap(),
-        );
-    }
-    m
-}
-
 fn make_ckpt(dir: &Path, v: &Vocab) {
     let mut cfg = ModelConfig::fastai_lm(v.len() as i64, 1.0);
     (cfg.emb_sz, cfg.n_hid, cfg.n_layers) = (16, 32, 2);
@@ -203,8 +102,8 @@ fn make_ckpt(dir: &Path, v: &Vocab) {
 fn init_checkpoint_is_only_read() {
     let e = env();
     let ck = e.dir.join("lm0");
-    make_ckpt(&ck, &vocab(&WORDS));
-    let before = tree(&ck);
+    make_ckpt(&ck, &vocab(&GRAMMAR_WORDS));
+    let before = files(&ck);
     let mtime = std::fs::metadata(ck.join("model.safetensors"))
         .unwrap()
         .modified()
@@ -226,7 +125,7 @@ fn init_checkpoint_is_only_read() {
         ck.to_str().unwrap()
     );
     assert_eq!(
-        tree(&ck),
+        files(&ck),
         before,
         "the --init checkpoint is byte-identical afterwards"
     );
@@ -247,15 +146,7 @@ fn repeats_report_median_band_and_spreads() {
     let e = env();
     let out = ok(&lr_find(
         &e,
-        &[
-            "--num-it",
-            "20",
-            "--repeats",
-            "3",
-            "--no-stop-div",
-            "--plot",
-            "band.svg",
-        ],
+        &words("--num-it 20 --repeats 3 --no-stop-div --plot band.svg"),
     ));
     let reps = records(&out, "lr_find_repeat");
     assert_eq!(reps.len(), 3);
@@ -322,17 +213,7 @@ fn valid_loss_mode_and_linear_schedule() {
     let e = env();
     let out = ok(&lr_find(
         &e,
-        &[
-            "--num-it",
-            "10",
-            "--valid-loss",
-            "--schedule",
-            "linear",
-            "--start-lr",
-            "0",
-            "--end-lr",
-            "0.1",
-        ],
+        &words("--num-it 10 --valid-loss --schedule linear --start-lr 0 --end-lr 0.1"),
     ));
     let it = records(&out, "lr_find_iter");
     assert_eq!(it[0]["lr"].as_f64().unwrap(), 0.0);
@@ -343,13 +224,9 @@ fn valid_loss_mode_and_linear_schedule() {
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
     let e = env();
-    let one_line = |s: &str| {
-        assert_eq!(s.trim_end().lines().count(), 1, "{s}");
-        assert!(s.starts_with("lr-find: "), "{s}");
-    };
     // a checkpoint that does not exist
     let s = err(&lr_find(&e, &["--init", "nope/"]), 2);
-    one_line(&s);
+    one_line(&s, "lr-find");
     assert!(
         s.contains("nope") && s.contains("no such checkpoint"),
         "{s}"
@@ -359,14 +236,14 @@ fn bad_input_is_one_line_and_exit_2() {
     let ck = e.dir.join("other");
     make_ckpt(&ck, &other);
     let s = err(&lr_find(&e, &["--init", ck.to_str().unwrap()]), 2);
-    one_line(&s);
+    one_line(&s, "lr-find");
     assert!(
         s.contains("is not the shards'") && s.contains("--remap-vocab"),
         "{s}"
     );
     // start >= end
     let s = err(&lr_find(&e, &["--start-lr", "1", "--end-lr", "1e-3"]), 2);
-    one_line(&s);
+    one_line(&s, "lr-find");
     assert!(
         s.contains("--start-lr") && s.contains("below --end-lr"),
         "{s}"
@@ -376,7 +253,7 @@ fn bad_input_is_one_line_and_exit_2() {
         .arg(e.dir.join("missing"))
         .output()
         .unwrap();
-    one_line(&err(&o, 2));
+    one_line(&err(&o, 2), "lr-find");
     // a language model given as --ckpt (a classifier's flag)
     let o = Command::new(BIN)
         .arg(&e.shards)
@@ -384,7 +261,7 @@ fn bad_input_is_one_line_and_exit_2() {
         .output()
         .unwrap();
     let s = err(&o, 2);
-    one_line(&s);
+    one_line(&s, "lr-find");
     assert!(
         s.contains("a language-model checkpoint; pass it with --init"),
         "{s}"
@@ -433,16 +310,7 @@ fn out_of_memory_backs_off_and_the_test_completes() {
     // (gradients accumulated over the same 4 streams)
     let m = ok(&lr_find(
         &e,
-        &[
-            "--num-it",
-            "12",
-            "--seed",
-            "3",
-            "--bs",
-            "1",
-            "--effective-bs",
-            "4",
-        ],
+        &words("--num-it 12 --seed 3 --bs 1 --effective-bs 4"),
     ));
     let first = |s: &str| records(s, "lr_find_iter")[0]["loss"].as_f64().unwrap();
     assert_eq!(first(&m), first(&out));
@@ -453,18 +321,7 @@ fn bs_auto_probes_the_largest_micro_batch_that_fits() {
     let e = env();
     let o = lr_find(
         &e,
-        &[
-            "--num-it",
-            "8",
-            "--bs",
-            "auto",
-            "--effective-bs",
-            "4",
-            "--mem-budget",
-            "16G",
-            "--simulate-oom-above",
-            "2",
-        ],
+        &words("--num-it 8 --bs auto --effective-bs 4 --mem-budget 16G --simulate-oom-above 2"),
     );
     let out = ok(&o);
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -484,16 +341,7 @@ fn bs_auto_probes_the_largest_micro_batch_that_fits() {
     let s = err(
         &lr_find(
             &e,
-            &[
-                "--bs",
-                "auto",
-                "--mem-budget",
-                "1M",
-                "--effective-bs",
-                "4",
-                "--num-it",
-                "8",
-            ],
+            &words("--bs auto --mem-budget 1M --effective-bs 4 --num-it 8"),
         ),
         2,
     );

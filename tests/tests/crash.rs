@@ -3,11 +3,14 @@
 //! after a checkpoint, then --resume: bit-identical to an uninterrupted run. (The 50-trial
 //! version is benches/crash.sh; this test runs fewer trials to keep the suite fast.)
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::*;
+use serde_json::Value;
 use shared::shards::ShardSet;
+use testkit::{read_jsonl, words, CPU, TINY_ARCH};
 
 fn lcg(state: &mut u64) -> f64 {
     *state = state
@@ -95,24 +98,22 @@ fn killed_numericalize_leaves_old_or_new_output() {
 // kill -9 a trainer after its first checkpoint, --resume: the end is bit-identical to a run
 // that was never interrupted (CPU, same seed). benches/crash.sh does this at 50 random moments.
 
-fn metric_lines(path: &std::path::Path, ty: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+fn metric_lines(path: &Path, ty: &str) -> Vec<Value> {
+    let mut v: Vec<Value> = read_jsonl(path)
+        .into_iter()
         .filter(|r| r["type"] == ty)
-        .map(|mut r| {
-            // timings differ between runs; everything else must not
-            let o = r.as_object_mut().unwrap();
-            o.retain(|k, _| !k.ends_with("_s") && !k.ends_with("_per_s"));
-            r
-        })
-        .collect()
+        .collect();
+    for r in &mut v {
+        // timings differ between runs; everything else must not
+        let o = r.as_object_mut().unwrap();
+        o.retain(|k, _| !k.ends_with("_s") && !k.ends_with("_per_s"));
+    }
+    v
 }
 
 /// Starts `cmd`, waits until `ckpt` has a checkpoint (train_state.json), lets it run `extra`
 /// longer and kills it with SIGKILL. Returns whether it was still running when killed.
-fn kill_after_first_checkpoint(mut cmd: Command, ckpt: &std::path::Path, extra: Duration) -> bool {
+fn kill_after_first_checkpoint(mut cmd: Command, ckpt: &Path, extra: Duration) -> bool {
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -132,7 +133,7 @@ fn kill_after_first_checkpoint(mut cmd: Command, ckpt: &std::path::Path, extra: 
     running
 }
 
-fn trainer_corpus(p: &std::path::Path) {
+fn trainer_corpus(p: &Path) {
     // 1,500 docs of 30 tokens; label: does the doc have more w1 than w2
     let mut s = 0x1234u64;
     let mut text = String::new();
@@ -151,203 +152,126 @@ fn trainer_corpus(p: &std::path::Path) {
     }
     std::fs::write(p.join("docs.jsonl"), text).unwrap();
     let mut c = Command::new(bin("numericalize"));
-    c.current_dir(p).args([
-        "docs.jsonl",
-        "--valid-pct",
-        "0.2",
-        "--seed",
-        "1",
-        "--min-freq",
-        "1",
-        "-q",
-        "-o",
-        "shards",
-    ]);
-    c.args(["--metrics", "/dev/null"]);
+    c.current_dir(p).args(words(
+        "docs.jsonl --valid-pct 0.2 --seed 1 --min-freq 1 -q -o shards --metrics /dev/null",
+    ));
     assert!(run(c).status.success());
 }
 
-const TINY_LM: [&str; 18] = [
-    "--emb-sz",
-    "16",
-    "--n-hid",
-    "32",
-    "--n-layers",
-    "2",
-    "--bs",
-    "8",
-    "--bptt",
-    "16",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-    "--seed",
-    "7",
-    "--lr",
-    "1e-2",
-];
+/// A trainer run that is killed and resumed, and the run it must end up equal to.
+struct KillResume<'a> {
+    tool: &'a str,
+    /// Its flags (besides `shards -o OUT -q --metrics OUT.jsonl` on one CPU thread).
+    args: Vec<&'a str>,
+    /// The uninterrupted run's output (its metrics are `<reference>.jsonl`).
+    reference: &'a str,
+    /// The killed run's output, resumed in place.
+    cut: &'a str,
+    /// How long the killed run goes on after its first checkpoint.
+    extra: Duration,
+    /// The files of the output that must be byte-identical at the end.
+    same: [&'a str; 3],
+    /// The metrics record of an epoch.
+    epoch: &'a str,
+}
+
+impl KillResume<'_> {
+    /// `tool shards -o OUT -q --metrics OUT.jsonl` on one CPU thread with `args`, in `p`.
+    fn command(&self, p: &Path, out: &str) -> Command {
+        let mut c = Command::new(bin(self.tool));
+        c.current_dir(p).args(["shards", "-o", out, "-q"]);
+        c.args(["--metrics", &format!("{out}.jsonl")]);
+        c.args(CPU).args(&self.args);
+        c
+    }
+
+    /// Runs `reference`, then `cut` killed with SIGKILL after its first checkpoint, then
+    /// `--resume`s it: the outputs and the last epoch's metrics are the same.
+    fn check(&self, p: &Path) {
+        let (tool, cut) = (self.tool, self.cut);
+        let make = |out: &str| self.command(p, out);
+        let o = run(make(self.reference));
+        assert!(o.status.success(), "{tool}: {}", stderr(&o));
+        let running = kill_after_first_checkpoint(make(cut), &p.join(cut), self.extra);
+        let st: Value =
+            serde_json::from_slice(&std::fs::read(p.join(cut).join("train_state.json")).unwrap())
+                .unwrap();
+        eprintln!(
+            "{tool} killed (still running: {running}) with a checkpoint at step {}",
+            st["step"]
+        );
+        let resumed = format!("{cut}_resumed.jsonl");
+        let mut c = Command::new(bin(tool));
+        c.current_dir(p)
+            .args(["shards", "-o", cut, "--resume", "-q"]);
+        c.args(CPU).args(["--metrics", &resumed]);
+        let o = run(c);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for f in self.same {
+            assert!(
+                std::fs::read(p.join(self.reference).join(f)).unwrap()
+                    == std::fs::read(p.join(cut).join(f)).unwrap(),
+                "{tool}: {f} differs after kill -9 and --resume"
+            );
+        }
+        let (a, b) = (
+            metric_lines(&p.join(format!("{}.jsonl", self.reference)), self.epoch),
+            metric_lines(&p.join(resumed), self.epoch),
+        );
+        assert!(!a.is_empty());
+        if b.is_empty() {
+            // the kill came after the last epoch's checkpoint (the run was only finishing):
+            // --resume had nothing left to train, and the weights above are the whole check
+            assert_eq!(
+                Some(&st["step"]),
+                a.last().map(|m| &m["step"]),
+                "{tool}: --resume trained nothing although the checkpoint was not the last"
+            );
+            eprintln!("{tool}: killed after its last epoch; --resume had nothing to do");
+        } else {
+            assert_eq!(
+                a.last(),
+                b.last(),
+                "{tool}: the last epoch's metrics differ"
+            );
+        }
+    }
+}
 
 #[test]
 fn lm_and_clf_train_resume_after_kill_9_bit_identical() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     trainer_corpus(p);
-    let lm = |out: &str, extra: &[&str]| {
-        let mut c = Command::new(bin("lm-train"));
-        c.current_dir(p)
-            .args(["shards", "-o", out, "-q"])
-            .args(TINY_LM)
-            .args(extra);
-        c
-    };
     // lm-train: 240 steps, a checkpoint every 20
-    let lm_args = ["--steps", "240", "--save-every", "20", "--metrics"];
-    assert!(
-        run(lm("lm_ref", &[&lm_args[..], &["lm_ref.jsonl"]].concat()))
-            .status
-            .success()
-    );
-    let running = kill_after_first_checkpoint(
-        lm("lm_cut", &[&lm_args[..], &["lm_cut.jsonl"]].concat()),
-        &p.join("lm_cut"),
-        Duration::from_millis(300),
-    );
-    let st: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.join("lm_cut/train_state.json")).unwrap()).unwrap();
-    eprintln!(
-        "lm-train killed (still running: {running}) with a checkpoint at step {}",
-        st["step"]
-    );
-    let mut c = Command::new(bin("lm-train"));
-    c.current_dir(p).args([
-        "shards",
-        "-o",
-        "lm_cut",
-        "--resume",
-        "-q",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-    ]);
-    c.args(["--metrics", "lm_resumed.jsonl"]);
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["model.safetensors", "optimizer.safetensors", "vocab.json"] {
-        assert!(
-            std::fs::read(p.join("lm_ref").join(f)).unwrap()
-                == std::fs::read(p.join("lm_cut").join(f)).unwrap(),
-            "lm-train: {f} differs after kill -9 and --resume"
-        );
+    KillResume {
+        tool: "lm-train",
+        args: [
+            &TINY_ARCH[..],
+            &words("--bs 8 --bptt 16 --seed 7 --lr 1e-2 --steps 240 --save-every 20"),
+        ]
+        .concat(),
+        reference: "lm_ref",
+        cut: "lm_cut",
+        extra: Duration::from_millis(300),
+        same: ["model.safetensors", "optimizer.safetensors", "vocab.json"],
+        epoch: "lm_epoch",
     }
-    let (a, b) = (
-        metric_lines(&p.join("lm_ref.jsonl"), "lm_epoch"),
-        metric_lines(&p.join("lm_resumed.jsonl"), "lm_epoch"),
-    );
-    if b.is_empty() {
-        // the kill came after the last epoch's checkpoint (the run was only finishing):
-        // --resume had nothing left to train, and the weights above are the whole check
-        assert_eq!(
-            Some(&st["step"]),
-            a.last().map(|m| &m["step"]),
-            "lm-train: --resume trained nothing although the checkpoint was not the last"
-        );
-        eprintln!("lm-train: killed after its last epoch; --resume had nothing to do");
-    } else {
-        assert_eq!(
-            a.last(),
-            b.last(),
-            "lm-train: the last epoch's metrics differ"
-        );
-    }
-
+    .check(p);
     // clf-train: three unfreezing phases, a checkpoint every 10 steps
-    let clf = |out: &str, metrics: &str| {
-        let mut c = Command::new(bin("clf-train"));
-        c.current_dir(p).args([
-            "shards",
-            "--encoder",
-            "lm_ref",
-            "-o",
-            out,
-            "-q",
-            "--metrics",
-            metrics,
-        ]);
-        c.args([
-            "--bs",
-            "16",
-            "--bptt",
-            "16",
-            "--max-len",
-            "32",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--seed",
-            "7",
-        ]);
-        c.args(["--unfreeze", "1:2e-2,2:1e-2,all:5e-3", "--save-every", "10"]);
-        c
-    };
-    assert!(run(clf("clf_ref", "clf_ref.jsonl")).status.success());
-    let running = kill_after_first_checkpoint(
-        clf("clf_cut", "clf_cut.jsonl"),
-        &p.join("clf_cut"),
-        Duration::from_millis(500),
-    );
-    let st: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.join("clf_cut/train_state.json")).unwrap())
-            .unwrap();
-    eprintln!(
-        "clf-train killed (still running: {running}) with a checkpoint at step {}",
-        st["step"]
-    );
-    let mut c = Command::new(bin("clf-train"));
-    c.current_dir(p).args([
-        "shards",
-        "-o",
-        "clf_cut",
-        "--resume",
-        "-q",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-    ]);
-    c.args(["--metrics", "clf_resumed.jsonl"]);
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["model.safetensors", "optimizer.safetensors", "config.json"] {
-        assert!(
-            std::fs::read(p.join("clf_ref").join(f)).unwrap()
-                == std::fs::read(p.join("clf_cut").join(f)).unwrap(),
-            "clf-train: {f} differs after kill -9 and --resume"
-        );
+    KillResume {
+        tool: "clf-train",
+        args: words(
+            "--encoder lm_ref --bs 16 --bptt 16 --max-len 32 --seed 7 \
+             --unfreeze 1:2e-2,2:1e-2,all:5e-3 --save-every 10",
+        ),
+        reference: "clf_ref",
+        cut: "clf_cut",
+        extra: Duration::from_millis(500),
+        same: ["model.safetensors", "optimizer.safetensors", "config.json"],
+        epoch: "clf_epoch",
     }
-    let (a, b) = (
-        metric_lines(&p.join("clf_ref.jsonl"), "clf_epoch"),
-        metric_lines(&p.join("clf_resumed.jsonl"), "clf_epoch"),
-    );
-    assert!(!a.is_empty());
-    if b.is_empty() {
-        // the kill came after the last epoch's checkpoint (the run was only finishing):
-        // --resume had nothing left to train, and the weights above are the whole check
-        assert_eq!(
-            Some(&st["step"]),
-            a.last().map(|m| &m["step"]),
-            "clf-train: --resume trained nothing although the checkpoint was not the last"
-        );
-        eprintln!("clf-train: killed after its last epoch; --resume had nothing to do");
-    } else {
-        assert_eq!(
-            a.last(),
-            b.last(),
-            "clf-train: the last epoch's metrics differ"
-        );
-    }
+    .check(p);
 }
 
 #[test]
@@ -361,16 +285,8 @@ fn a_spool_file_left_by_a_kill_is_removed_by_the_next_run() {
     std::fs::write(p.join(&stale), b"ids").unwrap();
     std::fs::write(p.join("t.txt"), "xxbos a b c\n").unwrap();
     let mut c = Command::new(bin("numericalize"));
-    c.current_dir(p).args([
-        "t.txt",
-        "--min-freq",
-        "1",
-        "-q",
-        "-o",
-        "out",
-        "--metrics",
-        "/dev/null",
-    ]);
+    c.current_dir(p)
+        .args(words("t.txt --min-freq 1 -q -o out --metrics /dev/null"));
     assert!(run(c).status.success());
     assert_eq!(listing(p), vec!["out", "t.txt"]);
 }

@@ -19,6 +19,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use integration_tests::*;
+use testkit::{lcg, words, CPU, TINY_ARCH};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: built once through the tools themselves.
@@ -27,13 +28,6 @@ const WORDS: [&str; 16] = [
     "the", "a", "movie", "film", "good", "bad", "great", "awful", "plot", "actor", "story", "fun",
     "boring", "loved", "hated", "scene",
 ];
-
-fn lcg(s: &mut u64) -> u64 {
-    *s = s
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    *s >> 33
-}
 
 /// A corpus CSV: label (pos/neg), y (a number), is_valid (every 5th row), text.
 /// `edit(i, label, y)` may change row i's label and y.
@@ -79,18 +73,10 @@ fn shards_from_csv(dir: &Path, name: &str, csv: &str, vocab: Option<&str>) {
         ),
         "tokenize",
     );
-    let mut a = vec![
-        tok.as_str(),
-        "--split-col",
-        "is_valid",
-        "--min-freq",
-        "1",
-        "-q",
-        "-o",
-        name,
-        "--metrics",
-        "/dev/null",
-    ];
+    let mut a = vec![tok.as_str(), "-o", name];
+    a.extend(words(
+        "--split-col is_valid --min-freq 1 -q --metrics /dev/null",
+    ));
     if let Some(v) = vocab {
         a.extend(["--vocab", v]);
     }
@@ -99,36 +85,15 @@ fn shards_from_csv(dir: &Path, name: &str, csv: &str, vocab: Option<&str>) {
     std::fs::remove_file(dir.join(&csv_name)).unwrap();
 }
 
-const LM_TINY: [&str; 16] = [
-    "--emb-sz",
-    "16",
-    "--n-hid",
-    "32",
-    "--n-layers",
-    "2",
-    "--bs",
-    "4",
-    "--bptt",
-    "8",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-    "--seed",
-    "7",
-];
-const CLF_TINY: [&str; 10] = [
-    "--bs",
-    "8",
-    "--bptt",
-    "8",
-    "--max-len",
-    "16",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-];
+/// The tiny language model on one CPU thread, seed 7.
+fn lm_tiny() -> Vec<&'static str> {
+    [&TINY_ARCH[..], &words("--bs 4 --bptt 8 --seed 7"), &CPU].concat()
+}
+
+/// The tiny classifier's batches on one CPU thread.
+fn clf_tiny() -> Vec<&'static str> {
+    [&words("--bs 8 --bptt 8 --max-len 16"), &CPU[..]].concat()
+}
 
 struct Fixtures {
     _tmp: tempfile::TempDir,
@@ -145,33 +110,11 @@ fn fixtures() -> &'static Fixtures {
         shards_from_csv(&d, "shards", &corpus(120, 1, |_, _, _| {}), None);
         let other = corpus(40, 2, |_, _, _| {}).replace("movie", "cinema");
         shards_from_csv(&d, "other", &other, None);
-        let mut a = vec![
-            "shards",
-            "-o",
-            "lm",
-            "--steps",
-            "3",
-            "--lr",
-            "1e-2",
-            "-q",
-            "--metrics",
-            "/dev/null",
-        ];
-        a.extend(LM_TINY);
+        let mut a = words("shards -o lm --steps 3 --lr 1e-2 -q --metrics /dev/null");
+        a.extend(lm_tiny());
         ok(&tool(&d, "lm-train", &a), "lm-train");
-        let mut a = vec![
-            "shards",
-            "--encoder",
-            "lm",
-            "-o",
-            "clf",
-            "--unfreeze",
-            "1:2e-2",
-            "-q",
-            "--metrics",
-            "/dev/null",
-        ];
-        a.extend(CLF_TINY);
+        let mut a = words("shards --encoder lm -o clf --unfreeze 1:2e-2 -q --metrics /dev/null");
+        a.extend(clf_tiny());
         ok(&tool(&d, "clf-train", &a), "clf-train");
         Fixtures { _tmp: tmp, dir: d }
     })
@@ -1134,33 +1077,13 @@ fn is_root() -> bool {
 fn small_settings(c: &Case) -> Vec<&'static str> {
     let has = |f: &str| c.args.contains(&f);
     match c.tool {
-        "lm-train" if c.args[0] == "generate" => vec!["--device", "cpu", "--threads", "1"],
-        "lm-train" => LM_TINY.to_vec(),
-        "clf-train" if c.args[0] == "predict" => vec!["--device", "cpu", "--threads", "1"],
-        "clf-train" => CLF_TINY.to_vec(),
-        "lr-find" if has("--ckpt") => vec![
-            "--bs",
-            "8",
-            "--num-it",
-            "6",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-        ],
-        "lr-find" if has("--init") => vec![
-            "--bs",
-            "4",
-            "--bptt",
-            "8",
-            "--num-it",
-            "6",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-        ],
-        "lr-find" => [&LM_TINY[..], &["--num-it", "6"]].concat(),
+        "lm-train" if c.args[0] == "generate" => CPU.to_vec(),
+        "lm-train" => lm_tiny(),
+        "clf-train" if c.args[0] == "predict" => CPU.to_vec(),
+        "clf-train" => clf_tiny(),
+        "lr-find" if has("--ckpt") => [&words("--bs 8 --num-it 6"), &CPU[..]].concat(),
+        "lr-find" if has("--init") => [&words("--bs 4 --bptt 8 --num-it 6"), &CPU[..]].concat(),
+        "lr-find" => [&lm_tiny()[..], &["--num-it", "6"]].concat(),
         _ => vec![],
     }
 }
@@ -1362,17 +1285,8 @@ fn stdout_closed_early_is_a_quiet_success() {
         (
             "lm-train",
             [
-                &[
-                    "shards",
-                    "-o",
-                    "lm2",
-                    "--steps",
-                    "20",
-                    "--log-every",
-                    "1",
-                    "-q",
-                ][..],
-                &LM_TINY[..],
+                &words("shards -o lm2 --steps 20 --log-every 1 -q")[..],
+                &lm_tiny()[..],
             ]
             .concat(),
         ),
