@@ -9,9 +9,9 @@ use lm_train::checkpoint::Checkpoint;
 use lm_train::config::{ModelConfig, Precision};
 use lm_train::optim::{AdamW, OneCycle};
 use lm_train::runtime;
+use lm_train::session;
 use lm_train::train::{resolve_precision, step_seed};
 use shared::cli::{CommonArgs, Interrupted};
-use shared::progress::Progress;
 use shared::shards::{ShardSet, Split};
 use shared::vocab::{Vocab, PAD};
 use tch::{Kind, Reduction, Tensor};
@@ -177,17 +177,10 @@ pub fn evaluate_with(
     s
 }
 
-/// Learning rates, momentum and regularisation of one training step.
-#[derive(Debug, Clone, Copy)]
-pub struct StepHyper<'a> {
-    /// Per layer group (frozen groups included; they do not train).
-    pub lrs: &'a [f64],
-    pub mom: f64,
-    /// AR and TAR on the sentence encoder's output (fastai's `RNNRegularizer`).
-    pub alpha: f64,
-    pub beta: f64,
-    pub clip: Option<f64>,
-}
+/// Learning rates (per layer group, frozen groups included; they do not train), momentum and
+/// regularisation of one training step: lm-train's, with AR and TAR on the sentence encoder's
+/// output (fastai's `RNNRegularizer`).
+pub use lm_train::step::StepHyper;
 
 /// What one training step did.
 #[derive(Debug, Clone, Copy)]
@@ -379,16 +372,8 @@ fn prepare(
 ) -> Result<Prepared> {
     if a.resume {
         let ck = ClfCheckpoint::read(out)?;
-        let settings = ck.config.training.clone().with_context(|| {
-            format!(
-                "{}: checkpoint has no training settings; cannot resume",
-                out.display()
-            )
-        })?;
-        set.require_vocab(
-            &ck.config.vocab_hash,
-            "the vocab of the checkpoint being resumed",
-        )?;
+        let settings =
+            session::resume_settings(ck.config.training.as_ref(), &ck.config.vocab_hash, set, out)?;
         return Ok(Prepared {
             cfg: ck.config.clone(),
             settings,
@@ -406,7 +391,7 @@ fn prepare(
             enc_dir.display()
         ),
     )?;
-    let train = set.split(&a.train_split)?;
+    let train = set.split(&a.run.train_split)?;
     let labels = data::resolve_labels(
         shards_dir,
         &train,
@@ -472,7 +457,7 @@ fn prepare(
     if !(a.disc_div.is_finite() && a.disc_div >= 1.0) {
         bail!("--disc-div must be at least 1");
     }
-    if !(0.0..=1.0).contains(&a.pct_start) {
+    if !(0.0..=1.0).contains(&a.one_cycle.pct_start) {
         bail!("--pct-start must be in [0, 1]");
     }
     for (flag, col) in [("--reweigh", &a.reweigh), ("--adversary", &a.adversary)] {
@@ -524,24 +509,28 @@ fn prepare(
     if let Some(col) = &a.reweigh {
         fair::protected_codes(shards_dir, &train, col, "--reweigh", None)?;
     }
-    let precision = resolve_precision(a.precision, device);
+    let precision = resolve_precision(a.run.precision, device);
     let settings = TrainSettings {
-        train_split: a.train_split.clone(),
-        valid_split: a.valid_split.clone(),
+        train_split: a.run.train_split.clone(),
+        valid_split: a.run.valid_split.clone(),
         bs: a.bs,
         phases,
         unfreeze: a.unfreeze.clone(),
         disc_div: a.disc_div,
-        div: a.div,
-        div_final: a.div_final,
-        pct_start: a.pct_start,
-        moms: [a.moms[0], a.moms[1], a.moms[2]],
-        sqr_mom: a.sqr_mom,
-        eps: a.eps,
-        wd: a.wd,
-        clip: a.clip,
-        alpha: a.alpha,
-        beta: a.beta,
+        div: a.one_cycle.div,
+        div_final: a.one_cycle.div_final,
+        pct_start: a.one_cycle.pct_start,
+        moms: [
+            a.one_cycle.moms[0],
+            a.one_cycle.moms[1],
+            a.one_cycle.moms[2],
+        ],
+        sqr_mom: a.optim.sqr_mom,
+        eps: a.optim.eps,
+        wd: a.optim.wd,
+        clip: a.optim.clip,
+        alpha: a.optim.alpha,
+        beta: a.optim.beta,
         seed: a.seed,
         precision,
         drop_mult: a.drop_mult,
@@ -608,32 +597,11 @@ impl Run<'_> {
 pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     runtime::flush_denormals();
     let threads = runtime::init_threads(common.threads);
-    let device = runtime::parse_device(&a.device)?;
+    let device = runtime::parse_device(&a.run.device)?;
     let quiet = common.quiet;
     let shards_dir = a.shards.clone().context("SHARDS is required")?;
     let out = a.output.clone().context("-o DIR is required")?;
-    if a.resume {
-        if !out.is_dir() {
-            bail!(
-                "{}: nothing to resume (no such checkpoint directory)",
-                out.display()
-            );
-        }
-    } else if out.exists() && !a.force {
-        bail!(
-            "{}: already exists (use --force to replace it, or --resume to continue it)",
-            out.display()
-        );
-    }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            bail!(
-                "{}: the directory {} does not exist",
-                out.display(),
-                parent.display()
-            );
-        }
-    }
+    session::check_output_dir(&out, a.resume, a.force, false)?;
     let set = ShardSet::open(&shards_dir)?;
     let Prepared {
         cfg,
@@ -708,7 +676,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             s.bs
         );
     }
-    let mut metrics = ClfMetrics::open(a.metrics.as_deref())?;
+    let mut metrics = ClfMetrics::open(a.log.metrics.as_deref())?;
     runtime::install_ctrlc();
 
     // Model.
@@ -742,14 +710,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     };
     drop(resume);
     if state.done {
-        note(
-            quiet,
-            format!(
-                "{}: this run is already complete (step {}); nothing to do",
-                out.display(),
-                state.step
-            ),
-        );
+        session::note_complete(TOOL, quiet, &out, state.step);
         return Ok(0);
     }
     let total: u64 = s.phases.iter().map(|p| p.epochs as u64 * nb).sum();
@@ -817,9 +778,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     if a.resume {
         run.last_saved = Some(run.state.step);
     }
-    let mode = common.progress.resolve(quiet);
-    let mut progress = Progress::new(mode, TOOL, "steps", Some(total));
-    progress.inc(run.state.step);
+    let mut progress = session::progress(TOOL, common, total, run.state.step);
     let t0 = Instant::now();
     let elapsed0 = run.state.elapsed_s;
     let elapsed = |t0: &Instant| elapsed0 + t0.elapsed().as_secs_f64();
@@ -882,13 +841,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         let y = train_t.batch(b).to_device(device);
         let lrs = sched.lrs(step - p_start);
         let mom = sched.mom(step - p_start);
-        let hp = StepHyper {
-            lrs: &lrs,
-            mom,
-            alpha: s.alpha,
-            beta: s.beta,
-            clip: s.clip,
-        };
+        let hp = StepHyper::new(&lrs, mom, s.alpha, s.beta, s.clip);
         let wb = weights.as_ref().map(|w| {
             Tensor::from_slice(&b.iter().map(|&d| w[d]).collect::<Vec<f32>>()).to_device(device)
         });
@@ -920,13 +873,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         let (lv, gn) = (st.train_loss, st.grad_norm);
         if !st.stepped {
             progress.finish();
-            let kept = match run.last_saved {
-                Some(k) => format!(
-                    "the last good checkpoint (step {k}) is kept in {}",
-                    out.display()
-                ),
-                None => "no checkpoint had been written yet".to_string(),
-            };
+            let kept = session::kept_checkpoint(run.last_saved, &out);
             bail!(
                 "training diverged: the loss is {} at step {} (phase {p}, epoch {epoch}, batch {batch}); stopped, {kept} (lower the --unfreeze learning rates or set --clip)",
                 if lv.is_nan() || st.total_loss.is_nan() { "NaN" } else { "infinite" },
@@ -956,7 +903,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         );
         progress.inc(1);
         let stepn = run.state.step;
-        if a.log_every > 0 && (stepn % a.log_every == 0 || stepn == total) {
+        if a.log.log_every > 0 && (stepn % a.log.log_every == 0 || stepn == total) {
             run.metrics.emit(ClfEvent::ClfStep {
                 phase: p as u64,
                 epoch,
@@ -1005,7 +952,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             run.state.done = stepn >= total;
             run.save(epoch)?;
         }
-        if runtime::stop_requested() || a.stop_after == Some(stepn) {
+        if runtime::stop_requested() || a.log.stop_after == Some(stepn) {
             progress.finish();
             if !epoch_done {
                 run.save(epoch)?;
@@ -1019,18 +966,10 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             );
             return Err(Interrupted.into());
         }
-        if a.save_every > 0 && stepn % a.save_every == 0 && !epoch_done {
+        if a.log.save_every > 0 && stepn % a.log.save_every == 0 && !epoch_done {
             run.save(epoch)?;
         }
     }
-    progress.finish();
-    note(
-        quiet,
-        format!(
-            "{} steps done; checkpoint in {}",
-            run.state.step,
-            out.display()
-        ),
-    );
+    session::finish(TOOL, quiet, &mut progress, run.state.step, &out);
     Ok(0)
 }

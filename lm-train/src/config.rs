@@ -72,6 +72,19 @@ impl ModelConfig {
         }
     }
 
+    /// Overrides the sizes given (`--emb-sz`, `--n-hid`, `--n-layers`).
+    pub fn set_sizes(&mut self, emb_sz: Option<i64>, n_hid: Option<i64>, n_layers: Option<i64>) {
+        if let Some(x) = emb_sz {
+            self.emb_sz = x;
+        }
+        if let Some(x) = n_hid {
+            self.n_hid = x;
+        }
+        if let Some(x) = n_layers {
+            self.n_layers = x;
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.vocab_size < 1 || self.emb_sz < 1 || self.n_hid < 1 || self.n_layers < 1 {
             bail!(
@@ -184,43 +197,66 @@ impl CheckpointConfig {
 
     pub fn load(dir: &Path) -> Result<Self> {
         let p = dir.join(CONFIG_FILE);
-        let bytes = std::fs::read(&p).with_context(|| {
-            format!(
-                "{}: cannot read (is {} a lm-train checkpoint?)",
-                p.display(),
-                dir.display()
-            )
-        })?;
-        let raw: serde_json::Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: invalid JSON", p.display()))?;
+        let raw = read_config_json(&p, dir, "lm-train")?;
         if raw.get("format").and_then(|v| v.as_str()) != Some(CONFIG_FORMAT) {
             bail!(
                 "{}: not a language-model checkpoint config (format is not {CONFIG_FORMAT:?})",
                 p.display()
             );
         }
-        let version = raw.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        if version != CONFIG_VERSION as u64 {
-            bail!("{}: checkpoint version {version} is not supported (this build reads {CONFIG_VERSION})", p.display());
-        }
-        let c: CheckpointConfig = serde_json::from_value(raw)
-            .with_context(|| format!("{}: invalid config", p.display()))?;
-        if c.arch != ARCH {
-            bail!(
-                "{}: architecture {:?} is not supported (only {ARCH:?})",
-                p.display(),
-                c.arch
-            );
-        }
-        c.model
-            .validate()
-            .with_context(|| format!("{}", p.display()))?;
+        let c: CheckpointConfig = parse_config(raw, &p, CONFIG_VERSION)?;
+        check_arch(&p, &c.arch, ARCH, &c.model)?;
         Ok(c)
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).expect("config serializes");
-        v.push(b'\n');
-        v
+        config_json(self)
     }
+}
+
+/// The JSON of a checkpoint's config.json at `p` in the checkpoint directory `dir` of `tool`.
+pub fn read_config_json(p: &Path, dir: &Path, tool: &str) -> Result<serde_json::Value> {
+    let bytes = std::fs::read(p).with_context(|| {
+        format!(
+            "{}: cannot read (is {} a {tool} checkpoint?)",
+            p.display(),
+            dir.display()
+        )
+    })?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid JSON", p.display()))
+}
+
+/// A config.json (at `p`, its format already checked) of version `version`, as `T`.
+pub fn parse_config<T: serde::de::DeserializeOwned>(
+    raw: serde_json::Value,
+    p: &Path,
+    version: u32,
+) -> Result<T> {
+    let have = raw.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+    if have != version as u64 {
+        bail!(
+            "{}: checkpoint version {have} is not supported (this build reads {version})",
+            p.display()
+        );
+    }
+    serde_json::from_value(raw).with_context(|| format!("{}: invalid config", p.display()))
+}
+
+/// Refuses a config.json (at `p`) of another architecture than `arch`, or with an invalid
+/// (encoder) model config.
+pub fn check_arch(p: &Path, have: &str, arch: &str, model: &ModelConfig) -> Result<()> {
+    if have != arch {
+        bail!(
+            "{}: architecture {have:?} is not supported (only {arch:?})",
+            p.display()
+        );
+    }
+    model.validate().with_context(|| format!("{}", p.display()))
+}
+
+/// A config as config.json holds it: pretty JSON and a newline.
+pub fn config_json<T: Serialize>(c: &T) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(c).expect("config serializes");
+    v.push(b'\n');
+    v
 }

@@ -31,7 +31,9 @@ use crate::model::{Hidden, LanguageModel};
 use crate::optim::AdamW;
 use crate::runtime;
 
-/// Hyper-parameters of one optimiser step.
+/// Hyper-parameters of one optimiser step (lm-train's, and clf-train's with AR/TAR on the
+/// sentence encoder's output).
+#[derive(Debug, Clone, Copy)]
 pub struct StepHyper<'a> {
     /// Learning rate of each layer group.
     pub lrs: &'a [f64],
@@ -43,6 +45,18 @@ pub struct StepHyper<'a> {
     pub beta: f64,
     /// Clip the global gradient norm to this value.
     pub clip: Option<f64>,
+}
+
+impl<'a> StepHyper<'a> {
+    pub fn new(lrs: &'a [f64], mom: f64, alpha: f64, beta: f64, clip: Option<f64>) -> Self {
+        StepHyper {
+            lrs,
+            mom,
+            alpha,
+            beta,
+            clip,
+        }
+    }
 }
 
 /// What [`train_step`] did.
@@ -355,13 +369,7 @@ pub fn probe(
     let h = model
         .encoder
         .zero_hidden(micro_bs as i64, device, precision.kind());
-    let hp = StepHyper {
-        lrs: &[],
-        mom: 0.0,
-        alpha: 2.0,
-        beta: 1.0,
-        clip: None,
-    };
+    let hp = StepHyper::new(&[], 0.0, 2.0, 1.0, None);
     opt.zero_grad();
     let r = micro_backward(model, &x, &y, &h, &hp, precision, 1.0, 1.0).map(|_| ());
     opt.zero_grad();
