@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use lm_train::config::{
-    check_arch, config_json, parse_config, read_config_json, ModelConfig, Precision,
+    check_arch, config_json, parse_config, read_config_json, ModelConfig, OptimSettings, Precision,
 };
 use serde::{Deserialize, Serialize};
 
@@ -68,16 +68,9 @@ pub struct TrainSettings {
     pub phases: Vec<crate::schedule::Phase>,
     pub unfreeze: String,
     pub disc_div: f64,
-    pub div: f64,
-    pub div_final: f64,
-    pub pct_start: f64,
-    pub moms: [f64; 3],
-    pub sqr_mom: f64,
-    pub eps: f64,
-    pub wd: f64,
-    pub clip: Option<f64>,
-    pub alpha: f64,
-    pub beta: f64,
+    /// div ... beta (flattened: config.json keeps them at this place, one level up).
+    #[serde(flatten)]
+    pub optim: OptimSettings,
     pub seed: u64,
     pub precision: Precision,
     pub drop_mult: f64,

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use lm_train::checkpoint::Checkpoint;
-use lm_train::config::{ModelConfig, Precision};
-use lm_train::optim::{AdamW, OneCycle};
+use lm_train::config::{ModelConfig, OptimSettings, Precision};
+use lm_train::optim::AdamW;
 use lm_train::runtime;
 use lm_train::session;
 use lm_train::train::{resolve_precision, step_seed};
@@ -517,20 +517,7 @@ fn prepare(
         phases,
         unfreeze: a.unfreeze.clone(),
         disc_div: a.disc_div,
-        div: a.one_cycle.div,
-        div_final: a.one_cycle.div_final,
-        pct_start: a.one_cycle.pct_start,
-        moms: [
-            a.one_cycle.moms[0],
-            a.one_cycle.moms[1],
-            a.one_cycle.moms[2],
-        ],
-        sqr_mom: a.optim.sqr_mom,
-        eps: a.optim.eps,
-        wd: a.optim.wd,
-        clip: a.optim.clip,
-        alpha: a.optim.alpha,
-        beta: a.optim.beta,
+        optim: OptimSettings::from_args(&a.one_cycle, &a.optim),
         seed: a.seed,
         precision,
         drop_mult: a.drop_mult,
@@ -690,7 +677,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     }
     drop(lm);
     let n_groups = model.n_groups();
-    let mut opt = ClfOpt::new(&model, s.sqr_mom, s.eps, s.wd);
+    let mut opt = ClfOpt::new(&model, s.optim.sqr_mom, s.optim.eps, s.optim.wd);
     let state = if a.resume {
         checkpoint::read_resumable(&out, &mut opt, device)?
     } else {
@@ -808,14 +795,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                     lrs: lrs.clone(),
                 })?;
             }
-            sched = Some(OneCycle {
-                lr_max: lrs,
-                div: s.div,
-                div_final: s.div_final,
-                pct_start: s.pct_start,
-                moms: s.moms,
-                total_steps: steps,
-            });
+            sched = Some(s.optim.one_cycle(lrs, steps));
             cur_phase = p;
         }
         let sched = sched.as_ref().expect("set above");
@@ -841,7 +821,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         let y = train_t.batch(b).to_device(device);
         let lrs = sched.lrs(step - p_start);
         let mom = sched.mom(step - p_start);
-        let hp = StepHyper::new(&lrs, mom, s.alpha, s.beta, s.clip);
+        let hp = StepHyper::new(&lrs, mom, s.optim.alpha, s.optim.beta, s.optim.clip);
         let wb = weights.as_ref().map(|w| {
             Tensor::from_slice(&b.iter().map(|&d| w[d]).collect::<Vec<f32>>()).to_device(device)
         });
@@ -911,7 +891,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                 train_loss: w_loss / w_n as f64,
                 lrs: lrs.clone(),
                 mom,
-                grad_norm: s.clip.map(|_| w_gn / w_n as f64),
+                grad_norm: s.optim.clip.map(|_| w_gn / w_n as f64),
                 adv_loss: s.adversary.as_ref().map(|_| w_adv_loss / w_n as f64),
                 adv_accuracy: s
                     .adversary

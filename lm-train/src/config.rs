@@ -6,6 +6,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::args::{OneCycleArgs, OptimArgs};
+use crate::optim::OneCycle;
+
 pub const CONFIG_FILE: &str = "config.json";
 pub const CONFIG_FORMAT: &str = "ulmfit-lm";
 pub const CONFIG_VERSION: u32 = 1;
@@ -138,6 +141,52 @@ pub enum Precision {
     Fp16,
 }
 
+/// The one-cycle schedule and optimizer settings of a training run, lm-train's and
+/// clf-train's (their `TrainSettings` flatten it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimSettings {
+    pub div: f64,
+    pub div_final: f64,
+    pub pct_start: f64,
+    /// (start, middle, end) of the β1 schedule.
+    pub moms: [f64; 3],
+    pub sqr_mom: f64,
+    pub eps: f64,
+    pub wd: f64,
+    pub clip: Option<f64>,
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl OptimSettings {
+    pub fn from_args(c: &OneCycleArgs, o: &OptimArgs) -> Self {
+        OptimSettings {
+            div: c.div,
+            div_final: c.div_final,
+            pct_start: c.pct_start,
+            moms: [c.moms[0], c.moms[1], c.moms[2]],
+            sqr_mom: o.sqr_mom,
+            eps: o.eps,
+            wd: o.wd,
+            clip: o.clip,
+            alpha: o.alpha,
+            beta: o.beta,
+        }
+    }
+
+    /// The one-cycle schedule of `total_steps` steps up to the learning rates `lr_max`.
+    pub fn one_cycle(&self, lr_max: Vec<f64>, total_steps: u64) -> OneCycle {
+        OneCycle {
+            lr_max,
+            div: self.div,
+            div_final: self.div_final,
+            pct_start: self.pct_start,
+            moms: self.moms,
+            total_steps,
+        }
+    }
+}
+
 /// Everything that decides the training trajectory; saved so `--resume` continues the same run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
@@ -153,17 +202,9 @@ pub struct TrainSettings {
     pub max_steps: Option<u64>,
     /// Peak learning rate of each layer group (one-cycle `lr_max`).
     pub lr: Vec<f64>,
-    pub div: f64,
-    pub div_final: f64,
-    pub pct_start: f64,
-    /// (start, middle, end) of the β1 schedule.
-    pub moms: [f64; 3],
-    pub sqr_mom: f64,
-    pub eps: f64,
-    pub wd: f64,
-    pub clip: Option<f64>,
-    pub alpha: f64,
-    pub beta: f64,
+    /// div ... beta (flattened: config.json keeps them at this place, one level up).
+    #[serde(flatten)]
+    pub optim: OptimSettings,
     pub freeze: bool,
     pub seed: u64,
     pub precision: Precision,

@@ -15,11 +15,11 @@ use shared::shards::Verify;
 
 use crate::args::{BatchSize, PrecisionArg, TrainArgs};
 use crate::checkpoint::{self, Checkpoint, Resumable, TrainState};
-use crate::config::{CheckpointConfig, ModelConfig, Precision, TrainSettings};
+use crate::config::{CheckpointConfig, ModelConfig, OptimSettings, Precision, TrainSettings};
 use crate::data::{geometry, shuffle_seed, LmBatches};
 use crate::memory::{self, decoder_chunk_tokens, human, StepFailure};
 use crate::model::{Hidden, LanguageModel};
-use crate::optim::{AdamW, OneCycle};
+use crate::optim::AdamW;
 use crate::runtime;
 use crate::session;
 pub use crate::step::{train_step, train_step_micro, LossScaler, StepHyper, StepOutput};
@@ -192,20 +192,7 @@ fn settings_from_args(
         epochs: a.epochs,
         max_steps: a.steps,
         lr,
-        div: a.one_cycle.div,
-        div_final: a.one_cycle.div_final,
-        pct_start: a.one_cycle.pct_start,
-        moms: [
-            a.one_cycle.moms[0],
-            a.one_cycle.moms[1],
-            a.one_cycle.moms[2],
-        ],
-        sqr_mom: a.optim.sqr_mom,
-        eps: a.optim.eps,
-        wd: a.optim.wd,
-        clip: a.optim.clip,
-        alpha: a.optim.alpha,
-        beta: a.optim.beta,
+        optim: OptimSettings::from_args(&a.one_cycle, &a.optim),
         freeze: a.freeze,
         seed: a.seed,
         precision,
@@ -408,7 +395,13 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     }
     drop(init_ck);
     let n_groups = model.n_groups();
-    let mut opt = AdamW::new(model.grouped_params(), n_groups, s.sqr_mom, s.eps, s.wd);
+    let mut opt = AdamW::new(
+        model.grouped_params(),
+        n_groups,
+        s.optim.sqr_mom,
+        s.optim.eps,
+        s.optim.wd,
+    );
     if s.freeze {
         opt.set_trainable(|g| g + 1 == n_groups);
     }
@@ -452,14 +445,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     settings.micro_bs = Some(micro);
     let s = &settings;
 
-    let sched = OneCycle {
-        lr_max: s.lr.clone(),
-        div: s.div,
-        div_final: s.div_final,
-        pct_start: s.pct_start,
-        moms: s.moms,
-        total_steps: total,
-    };
+    let sched = s.optim.one_cycle(s.lr.clone(), total);
     let precision = s.precision;
     let kind = precision.kind();
     metrics.emit(Event::LmStart {
@@ -547,7 +533,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             let sl = x.size()[1];
             let lrs = sched.lrs(step);
             let mom = sched.mom(step);
-            let hp = StepHyper::new(&lrs, mom, s.alpha, s.beta, s.clip);
+            let hp = StepHyper::new(&lrs, mom, s.optim.alpha, s.optim.beta, s.optim.clip);
             // An allocation failure anywhere in the step leaves the weights as they were:
             // halve the micro-batch and run the same step again.
             let r = memory::retry_halving(
@@ -632,7 +618,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                     train_loss: w_loss / w_n as f64,
                     lr: *lrs.last().expect("groups"),
                     mom,
-                    grad_norm: s.clip.map(|_| w_gn / w_n as f64),
+                    grad_norm: s.optim.clip.map(|_| w_gn / w_n as f64),
                     tokens_per_s: w_tokens as f64 / w_time.max(1e-9),
                     elapsed_s: run.state.elapsed_s,
                 })?;
