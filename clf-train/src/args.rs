@@ -96,35 +96,9 @@ pub enum TaskArg {
     Regression,
 }
 
-// lm-train's flag groups, with clf-train's own help where it words them differently.
-const REWORDED: &[(&str, Option<&str>)] = &[
-    ("eps", Some("Adam epsilon")),
-    (
-        "wd",
-        Some("Decoupled weight decay (not on BatchNorm parameters: fastai's wd_bn_bias=False)"),
-    ),
-    (
-        "clip",
-        Some("Clip the global gradient norm (fastai does not clip by default)"),
-    ),
-    (
-        "alpha",
-        Some("Activation regularisation on the encoder output (TextLearner's alpha)"),
-    ),
-    (
-        "beta",
-        Some("Temporal activation regularisation (TextLearner's beta)"),
-    ),
-    (
-        "precision",
-        Some("Compute precision of the encoder (weights and optimizer state stay fp32)"),
-    ),
-    ("valid_split", None),
-    ("log_every", Some("Write a clf_step record every N steps")),
-];
-
 #[derive(Debug, Clone, clap::Args)]
-#[command(mut_args(|a| reword(a, REWORDED)))]
+// lm-train's flag groups, with clf-train's own help where it words them differently.
+#[command(mut_args(|a| reword(a, crate::TOOL)))]
 pub struct TrainArgs {
     /// Shard set directory (numericalized with the encoder's vocab).
     #[arg(value_name = "SHARDS", required = true)]

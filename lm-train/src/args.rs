@@ -250,14 +250,42 @@ pub struct TrainArgs {
 
 // Flag groups that clf-train and lr-find flatten too, in this order in their `--help`. (Plain
 // comments: a doc comment here would become the about text of the command that flattens it.)
-// The help texts are lm-train's; a tool that words a flag differently rewords it with
-// `#[command(mut_args(|a| reword(a, ...)))]` on its own struct.
+// The help texts are lm-train's; the other tools word some of them differently
+// ([`REWORDED`]) and apply theirs with `#[command(mut_args(|a| reword(a, TOOL)))]`.
 
-/// Rewords the help of the flags named in `helps` (`(id, help)`; `None`: no help), for a tool
-/// that words some shared flags differently. Through `Command::mut_args`, so the flags keep
-/// their order (`mut_arg` would move each to the end, and so reorder shell completions).
-pub fn reword(a: clap::Arg, helps: &[(&str, Option<&'static str>)]) -> clap::Arg {
-    match helps.iter().find(|(id, _)| a.get_id().as_str() == *id) {
+/// The shared flags that clf-train and lr-find word differently from lm-train: per tool,
+/// (flag id, that tool's help; `None`: no help).
+#[rustfmt::skip]
+pub const REWORDED: &[(&str, &[(&str, Option<&str>)])] = &[
+    ("clf-train", &[
+        ("eps", Some("Adam epsilon")),
+        ("wd", Some("Decoupled weight decay (not on BatchNorm parameters: fastai's wd_bn_bias=False)")),
+        ("clip", Some("Clip the global gradient norm (fastai does not clip by default)")),
+        ("alpha", Some("Activation regularisation on the encoder output (TextLearner's alpha)")),
+        ("beta", Some("Temporal activation regularisation (TextLearner's beta)")),
+        ("precision", Some("Compute precision of the encoder (weights and optimizer state stay fp32)")),
+        ("valid_split", None),
+        ("log_every", Some("Write a clf_step record every N steps")),
+    ]),
+    ("lr-find", &[
+        ("eps", Some("Adam epsilon")),
+        ("clip", Some("Clip the global gradient norm (off by default, as fastai's text learners)")),
+        ("alpha", Some("Activation regularisation (AR; a classifier's on its sentence encoder output, as clf-train)")),
+        ("beta", Some("Temporal activation regularisation (TAR)")),
+        ("valid_split", None),
+    ]),
+];
+
+/// Gives the flag `a` the help `tool` words it with in [`REWORDED`], if any. Through
+/// `Command::mut_args`, so the flags keep their order (`mut_arg` would move each to the end,
+/// and so reorder shell completions).
+pub fn reword(a: clap::Arg, tool: &str) -> clap::Arg {
+    let id = a.get_id().as_str();
+    let flags = REWORDED
+        .iter()
+        .find(|(t, _)| *t == tool)
+        .map_or(&[][..], |(_, f)| f);
+    match flags.iter().find(|(f, _)| *f == id) {
         Some((_, help)) => a.help(*help),
         None => a,
     }

@@ -49,21 +49,6 @@ A one-line summary goes to stderr; a text chart too when stderr is a terminal.
 
 ";
 
-// lm-train's flag groups, with lr-find's own help where it words them differently.
-const REWORDED: &[(&str, Option<&str>)] = &[
-    ("eps", Some("Adam epsilon")),
-    (
-        "clip",
-        Some("Clip the global gradient norm (off by default, as fastai's text learners)"),
-    ),
-    (
-        "alpha",
-        Some("Activation regularisation (AR; a classifier's on its sentence encoder output, as clf-train)"),
-    ),
-    ("beta", Some("Temporal activation regularisation (TAR)")),
-    ("valid_split", None),
-];
-
 #[derive(Debug, Parser)]
 #[command(
     name = "lr-find",
@@ -71,7 +56,8 @@ const REWORDED: &[(&str, Option<&str>)] = &[
     about = "Leslie Smith's learning-rate range test as fastai's lr_find, with its suggestions",
     after_help = format!("{AFTER_HELP}{EXIT_CODES_HELP}"),
     args_override_self = true,
-    mut_args(|a| reword(a, REWORDED))
+    // lm-train's flag groups, with lr-find's own help where it words them differently.
+    mut_args(|a| reword(a, crate::TOOL))
 )]
 pub struct Args {
     /// Shard set directory (from numericalize).
