@@ -59,6 +59,15 @@ pub struct TrainState {
     pub epoch_adv_n: u64,
 }
 
+impl lm_train::session::RunState for TrainState {
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn elapsed_s(&self) -> f64 {
+        self.elapsed_s
+    }
+}
+
 fn to_cpu(v: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
     v.into_iter()
         .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))

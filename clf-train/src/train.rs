@@ -582,9 +582,7 @@ impl Run<'_> {
 }
 
 pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
-    runtime::flush_denormals();
-    let threads = runtime::init_threads(common.threads);
-    let device = runtime::parse_device(&a.run.device)?;
+    let (threads, device) = runtime::start(common.threads, &a.run.device)?;
     let quiet = common.quiet;
     let shards_dir = a.shards.clone().context("SHARDS is required")?;
     let out = a.output.clone().context("-o DIR is required")?;
@@ -758,17 +756,11 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         cfg: cfg.clone(),
         opt,
         adv,
+        last_saved: a.resume.then_some(state.step),
         state,
-        last_saved: None,
         metrics: &mut metrics,
     };
-    if a.resume {
-        run.last_saved = Some(run.state.step);
-    }
-    let mut progress = session::progress(TOOL, common, total, run.state.step);
-    let t0 = Instant::now();
-    let elapsed0 = run.state.elapsed_s;
-    let elapsed = |t0: &Instant| elapsed0 + t0.elapsed().as_secs_f64();
+    let (mut progress, clock) = session::start_steps(TOOL, common, total, &run.state);
     let fill = cfg.encoder.pad_token;
     let (mut w_loss, mut w_n, mut w_docs, mut w_time, mut w_gn) =
         (0.0f64, 0u64, 0u64, 0.0f64, 0.0f64);
@@ -873,7 +865,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             w_adv_loss += al;
             w_adv_right += ar;
         }
-        run.state.elapsed_s = elapsed(&t0);
+        run.state.elapsed_s = clock.elapsed_s();
         (w_loss, w_n, w_docs, w_time, w_gn) = (
             w_loss + lv,
             w_n + 1,
@@ -917,7 +909,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                 .then(|| run.state.epoch_adv_loss_sum / run.state.epoch_loss_count.max(1) as f64);
             let adv_accuracy = has_adv
                 .then(|| run.state.epoch_adv_right as f64 / run.state.epoch_adv_n.max(1) as f64);
-            run.state.elapsed_s = elapsed(&t0);
+            run.state.elapsed_s = clock.elapsed_s();
             run.metrics.emit(ClfEvent::ClfEpoch {
                 phase: p as u64,
                 epoch,

@@ -62,6 +62,15 @@ pub struct TrainState {
     pub loss_scaler: Option<crate::step::LossScaler>,
 }
 
+impl crate::session::RunState for TrainState {
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn elapsed_s(&self) -> f64 {
+        self.elapsed_s
+    }
+}
+
 /// The named tensors of `model.safetensors`: every parameter, plus fastai's aliases of the
 /// tied embedding.
 pub fn model_tensors(model: &LanguageModel) -> Vec<(String, Tensor)> {

@@ -3,6 +3,7 @@
 //! and the notes at the end. The tool's name prefixes every message.
 
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use shared::cli::CommonArgs;
@@ -77,12 +78,41 @@ pub fn note_complete(tool: &str, quiet: bool, out: &Path, step: u64) {
     );
 }
 
-/// The progress of a run's `total` steps, `done` of them already done (`--resume`).
-pub fn progress(tool: &'static str, common: &CommonArgs, total: u64, done: u64) -> Progress {
+/// What a training run's state says of its past, for [`start_steps`]: the steps done and the
+/// seconds spent (before a `--resume`).
+pub trait RunState {
+    fn step(&self) -> u64;
+    fn elapsed_s(&self) -> f64;
+}
+
+/// The progress of a run's `total` steps, those `state` has done counted, and the clock of
+/// its elapsed time, that `state` already spent included.
+pub fn start_steps(
+    tool: &'static str,
+    common: &CommonArgs,
+    total: u64,
+    state: &impl RunState,
+) -> (Progress, RunClock) {
     let mode = common.progress.resolve(common.quiet);
     let mut progress = Progress::new(mode, tool, "steps", Some(total));
-    progress.inc(done);
-    progress
+    progress.inc(state.step());
+    let clock = RunClock {
+        t0: Instant::now(),
+        before_s: state.elapsed_s(),
+    };
+    (progress, clock)
+}
+
+/// A run's elapsed wall-clock time, counting the time of the run it resumes.
+pub struct RunClock {
+    t0: Instant,
+    before_s: f64,
+}
+
+impl RunClock {
+    pub fn elapsed_s(&self) -> f64 {
+        self.before_s + self.t0.elapsed().as_secs_f64()
+    }
 }
 
 /// What a diverged run leaves: the last checkpoint saved (at step `last_saved`), if any.

@@ -234,9 +234,7 @@ fn check_split(split: &Split, bs: usize, bptt: usize) -> Result<()> {
 }
 
 pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
-    runtime::flush_denormals();
-    let threads = runtime::init_threads(common.threads);
-    let device = runtime::parse_device(&a.run.device)?;
+    let (threads, device) = runtime::start(common.threads, &a.run.device)?;
     let quiet = common.quiet;
     let shards_dir = a.shards.clone().context("SHARDS is required")?;
     let out = match (&a.output, a.dry_run) {
@@ -482,17 +480,11 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             Some(settings.clone()),
         ),
         opt,
+        last_saved: a.resume.then_some(state.step),
         state,
-        last_saved: None,
         metrics: &mut metrics,
     };
-    if a.resume {
-        run.last_saved = Some(run.state.step);
-    }
-    let mut progress = session::progress(TOOL, common, total, run.state.step);
-    let t0 = Instant::now();
-    let elapsed0 = run.state.elapsed_s;
-    let elapsed = |t0: &Instant| elapsed0 + t0.elapsed().as_secs_f64();
+    let (mut progress, clock) = session::start_steps(TOOL, common, total, &run.state);
     let bs = s.bs as i64;
     let mut scaler =
         (precision == Precision::Fp16).then(|| run.state.loss_scaler.clone().unwrap_or_default());
@@ -603,7 +595,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             run.state.epoch_loss_count += 1;
             run.state.epoch_tokens += ntok;
             run.state.epoch_train_s += dt;
-            run.state.elapsed_s = elapsed(&t0);
+            run.state.elapsed_s = clock.elapsed_s();
             w_loss += ce_v;
             w_n += 1;
             w_tokens += ntok;
@@ -655,7 +647,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             }
             None => (None, None),
         };
-        run.state.elapsed_s = elapsed(&t0);
+        run.state.elapsed_s = clock.elapsed_s();
         run.metrics.emit(Event::LmEpoch {
             epoch,
             step: run.state.step,
