@@ -286,29 +286,26 @@ pub fn train_step_micro(
     };
     let train_loss = ce_sum.double_value(&[]) / ntok;
     let loss = train_loss + reg.double_value(&[]);
-    if !train_loss.is_finite() || !loss.is_finite() {
+    // Not stepped: a non-finite loss (overflow false), or fp16 gradients that overflowed
+    // (the scaler backs off).
+    let skipped = if !train_loss.is_finite() || !loss.is_finite() {
+        Some(false)
+    } else if let Some(s) = scaler {
+        let finite = opt.unscale_grads(s.scale);
+        s.update(!finite);
+        (!finite).then_some(true)
+    } else {
+        None
+    };
+    if let Some(overflow) = skipped {
         return Ok(StepOutput {
             train_loss,
             loss,
             applied: false,
             grad_norm: None,
             hidden,
-            overflow: false,
+            overflow,
         });
-    }
-    if let Some(s) = scaler {
-        let finite = opt.unscale_grads(s.scale);
-        s.update(!finite);
-        if !finite {
-            return Ok(StepOutput {
-                train_loss,
-                loss,
-                applied: false,
-                grad_norm: None,
-                hidden,
-                overflow: true,
-            });
-        }
     }
     let grad_norm = hp.clip.map(|c| opt.clip_grad_norm(c));
     opt.step(hp.lrs, hp.mom);
