@@ -253,10 +253,13 @@ pub struct TrainArgs {
 // The help texts are lm-train's; the other tools word some of them differently
 // ([`REWORDED`]) and apply theirs with `#[command(mut_args(|a| reword(a, TOOL)))]`.
 
+/// A flag id and its help (`None`: no help).
+pub type FlagHelp = (&'static str, Option<&'static str>);
+
 /// The shared flags that clf-train and lr-find word differently from lm-train: per tool,
 /// (flag id, that tool's help; `None`: no help).
 #[rustfmt::skip]
-pub const REWORDED: &[(&str, &[(&str, Option<&str>)])] = &[
+pub const REWORDED: &[(&str, &[FlagHelp])] = &[
     ("clf-train", &[
         ("eps", Some("Adam epsilon")),
         ("wd", Some("Decoupled weight decay (not on BatchNorm parameters: fastai's wd_bn_bias=False)")),

@@ -231,31 +231,6 @@ impl OneCycle {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_cycle_matches_fastai_endpoints() {
-        let s = OneCycle {
-            lr_max: vec![1e-2],
-            div: 25.0,
-            div_final: 1e5,
-            pct_start: 0.25,
-            moms: [0.8, 0.7, 0.8],
-            total_steps: 100,
-        };
-        assert!((s.lrs(0)[0] - 1e-2 / 25.0).abs() < 1e-12);
-        assert!((s.lrs(25)[0] - 1e-2).abs() < 1e-12);
-        assert!((s.mom(0) - 0.8).abs() < 1e-12);
-        assert!((s.mom(25) - 0.7).abs() < 1e-12);
-        // fastai: pos 1.0 reaches lr_max/div_final
-        assert!((combined_cos(0.25, 4e-4, 1e-2, 1e-7, 1.0) - 1e-7).abs() < 1e-15);
-        // midway through the first phase: halfway between start and middle
-        assert!((s.lrs(0)[0] + 1e-2) / 2.0 - combined_cos(0.25, 4e-4, 1e-2, 1e-7, 0.125) < 1e-12);
-    }
-}
-
 /// `torch.nn.utils.clip_grad_norm_` over `grads` (undefined ones skipped): their global L2
 /// norm, and when it is above `max_norm` every gradient scaled by `max_norm / (norm + 1e-6)`.
 /// Returns the norm before clipping (0 without gradients).
@@ -281,4 +256,29 @@ pub fn clip_grad_norm(grads: impl Iterator<Item = Tensor>, max_norm: f64) -> f64
         }
         total
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_cycle_matches_fastai_endpoints() {
+        let s = OneCycle {
+            lr_max: vec![1e-2],
+            div: 25.0,
+            div_final: 1e5,
+            pct_start: 0.25,
+            moms: [0.8, 0.7, 0.8],
+            total_steps: 100,
+        };
+        assert!((s.lrs(0)[0] - 1e-2 / 25.0).abs() < 1e-12);
+        assert!((s.lrs(25)[0] - 1e-2).abs() < 1e-12);
+        assert!((s.mom(0) - 0.8).abs() < 1e-12);
+        assert!((s.mom(25) - 0.7).abs() < 1e-12);
+        // fastai: pos 1.0 reaches lr_max/div_final
+        assert!((combined_cos(0.25, 4e-4, 1e-2, 1e-7, 1.0) - 1e-7).abs() < 1e-15);
+        // midway through the first phase: halfway between start and middle
+        assert!((s.lrs(0)[0] + 1e-2) / 2.0 - combined_cos(0.25, 4e-4, 1e-2, 1e-7, 0.125) < 1e-12);
+    }
 }
