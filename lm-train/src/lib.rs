@@ -4,6 +4,10 @@
 //! fastai's names), [`optim`] (fastai's AdamW with per-group learning rates, one-cycle),
 //! [`checkpoint`] (reading/writing checkpoint directories, vocab remapping), [`data`] (LM batch
 //! layout over mmap'd splits), [`fastai`] (import and export of fastai's AWD-LSTM files).
+//! clf-train and lr-find also share its flag groups ([`args::OneCycleArgs`],
+//! [`args::OptimArgs`], [`args::RunArgs`], [`args::LogArgs`]; their own help wording in
+//! [`args::REWORDED`]), its process setup ([`runtime`]), the run prologue and end
+//! ([`session`]) and [`parse_and_run`].
 
 pub mod args;
 pub mod checkpoint;
