@@ -295,42 +295,30 @@ fn nan_max(a: f64, b: f64) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct FlGroup {
     pub count: u64,
-    pub selection_rate: F,
-    pub accuracy: F,
-    pub tpr: F,
-    pub fpr: F,
-    pub tnr: F,
-    pub fnr: F,
-    pub ppv: F,
+    /// Flattened: the record keeps the rates beside `count`.
+    #[serde(flatten)]
+    pub rates: FlRates,
 }
 
 impl FlGroup {
     pub fn of(c: &Counts) -> FlGroup {
         FlGroup {
             count: c.n(),
-            selection_rate: F(q(c.pred_positives(), c.n())),
-            accuracy: F(q(c.tp + c.tn, c.n())),
-            tpr: F(q0(c.tp, c.positives())),
-            fpr: F(q0(c.fp, c.negatives())),
-            tnr: F(q0(c.tn, c.negatives())),
-            fnr: F(q0(c.fn_, c.positives())),
-            ppv: F(q(c.tp, c.pred_positives())),
+            rates: FlRates::from([
+                q(c.pred_positives(), c.n()),
+                q(c.tp + c.tn, c.n()),
+                q0(c.tp, c.positives()),
+                q0(c.fp, c.negatives()),
+                q0(c.tn, c.negatives()),
+                q0(c.fn_, c.positives()),
+                q(c.tp, c.pred_positives()),
+            ]),
         }
-    }
-    fn rates(&self) -> [f64; 7] {
-        [
-            self.selection_rate.0,
-            self.accuracy.0,
-            self.tpr.0,
-            self.fpr.0,
-            self.tnr.0,
-            self.fnr.0,
-            self.ppv.0,
-        ]
     }
 }
 
-/// MetricFrame.difference / .ratio of every rate (count left out, as the script does).
+/// fairlearn's rates: a group's, and MetricFrame.difference / .ratio of each (count left
+/// out, as the script does).
 #[derive(Debug, Clone, Serialize)]
 pub struct FlRates {
     pub selection_rate: F,
@@ -353,6 +341,18 @@ impl FlRates {
             fnr: F(v[5]),
             ppv: F(v[6]),
         }
+    }
+
+    fn to_array(&self) -> [f64; 7] {
+        [
+            self.selection_rate.0,
+            self.accuracy.0,
+            self.tpr.0,
+            self.fpr.0,
+            self.tnr.0,
+            self.fnr.0,
+            self.ppv.0,
+        ]
     }
 }
 
@@ -414,7 +414,7 @@ impl Fairlearn {
         let mut diff = [0.0; 7];
         let mut ratio = [0.0; 7];
         for k in 0..7 {
-            let (lo, hi) = group_min_max(per.iter().map(|g| g.rates()[k]));
+            let (lo, hi) = group_min_max(per.iter().map(|g| g.rates.to_array()[k]));
             diff[k] = hi - lo;
             ratio[k] = lo / hi;
         }
@@ -500,7 +500,7 @@ mod tests {
             fn_: 0,
         };
         let g = FlGroup::of(&c);
-        assert_eq!(g.tpr.0, 0.0);
+        assert_eq!(g.rates.tpr.0, 0.0);
         assert!(AifGroup::of(&c).tpr.0.is_nan());
     }
 

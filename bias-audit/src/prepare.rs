@@ -159,18 +159,7 @@ pub fn prepare(t: &Table, s: &Settings) -> Result<Prepared> {
     let regression = match s.task {
         Task::Regression => true,
         Task::Classification => false,
-        Task::Auto => {
-            s.favorable.is_none() && all_numeric && {
-                let vals: BTreeSet<u64> = t
-                    .y_true
-                    .iter()
-                    .chain(&t.y_pred)
-                    .filter_map(|c| c.num)
-                    .map(|v| (v + 0.0).to_bits())
-                    .collect();
-                vals.len() > 2
-            }
-        }
+        Task::Auto => s.favorable.is_none() && all_numeric && distinct_numbers(t) > 2,
     };
     let labels = if regression {
         let num = |cells: &[Cell], col: &str| -> Result<Vec<f64>> {
@@ -194,14 +183,7 @@ pub fn prepare(t: &Table, s: &Settings) -> Result<Prepared> {
         let (mut n, vals) = distinct(&[&t.y_true, &t.y_pred]);
         if all_numeric {
             // 1 and 1.0 are one label
-            let nums: BTreeSet<u64> = t
-                .y_true
-                .iter()
-                .chain(&t.y_pred)
-                .filter_map(|c| c.num)
-                .map(|v| (v + 0.0).to_bits())
-                .collect();
-            n = nums.len();
+            n = distinct_numbers(t);
         }
         let cols = format!("{}/{}", s.y_true_col, s.y_pred_col);
         if s.favorable.is_none() && n > 2 {
@@ -252,6 +234,17 @@ pub fn prepare(t: &Table, s: &Settings) -> Result<Prepared> {
         privileged,
         labels,
     })
+}
+
+/// How many distinct numbers y_true and y_pred hold together (1 and 1.0, 0 and -0 are one).
+fn distinct_numbers(t: &Table) -> usize {
+    t.y_true
+        .iter()
+        .chain(&t.y_pred)
+        .filter_map(|c| c.num)
+        .map(|v| (v + 0.0).to_bits())
+        .collect::<BTreeSet<u64>>()
+        .len()
 }
 
 fn list(names: &[String]) -> String {

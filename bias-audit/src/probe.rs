@@ -211,9 +211,7 @@ pub fn fit_logistic(
 }
 
 pub fn run(a: ProbeArgs, common: &CommonArgs) -> Result<i32> {
-    runtime::flush_denormals();
-    runtime::init_threads(common.threads);
-    let device = runtime::parse_device(&a.device)?;
+    let (_, device) = runtime::start(common.threads, &a.device)?;
     if !(a.held_out > 0.0 && a.held_out < 1.0) {
         bail!("--held-out {}: must be a fraction in (0, 1)", a.held_out);
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use lm_train::args::PrecisionArg;
+use lm_train::args::{reword, LogArgs, OneCycleArgs, OptimArgs, PrecisionArg, RunArgs};
 
 use crate::fair::AdversaryMode;
 use shared::cli::{CommonArgs, EXIT_CODES_HELP};
@@ -97,6 +97,8 @@ pub enum TaskArg {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+// lm-train's flag groups, with clf-train's own help where it words them differently.
+#[command(mut_args(|a| reword(a, crate::TOOL)))]
 pub struct TrainArgs {
     /// Shard set directory (numericalized with the encoder's vocab).
     #[arg(value_name = "SHARDS", required = true)]
@@ -133,36 +135,10 @@ pub struct TrainArgs {
     /// slice(LR/disc_div, LR) spread over the layer groups.
     #[arg(long, default_value_t = 2.6f64.powi(4), value_name = "X")]
     pub disc_div: f64,
-    /// One-cycle: start lr = lr / div.
-    #[arg(long, default_value_t = 25.0)]
-    pub div: f64,
-    /// One-cycle: final lr = lr / div_final.
-    #[arg(long, default_value_t = 1e5)]
-    pub div_final: f64,
-    /// One-cycle: fraction of steps with rising lr.
-    #[arg(long, default_value_t = 0.25)]
-    pub pct_start: f64,
-    /// β1 schedule (start, middle, end): fastai's TextLearner moms.
-    #[arg(long, default_values_t = [0.8, 0.7, 0.8], value_delimiter = ',', num_args = 3)]
-    pub moms: Vec<f64>,
-    /// Adam β2 (fastai's sqr_mom).
-    #[arg(long, default_value_t = 0.99)]
-    pub sqr_mom: f64,
-    /// Adam epsilon.
-    #[arg(long, default_value_t = 1e-5)]
-    pub eps: f64,
-    /// Decoupled weight decay (not on BatchNorm parameters: fastai's wd_bn_bias=False).
-    #[arg(long, default_value_t = 0.01)]
-    pub wd: f64,
-    /// Clip the global gradient norm (fastai does not clip by default).
-    #[arg(long, value_name = "NORM")]
-    pub clip: Option<f64>,
-    /// Activation regularisation on the encoder output (TextLearner's alpha).
-    #[arg(long, default_value_t = 2.0)]
-    pub alpha: f64,
-    /// Temporal activation regularisation (TextLearner's beta).
-    #[arg(long, default_value_t = 1.0)]
-    pub beta: f64,
+    #[command(flatten)]
+    pub one_cycle: OneCycleArgs,
+    #[command(flatten)]
+    pub optim: OptimArgs,
 
     /// Documents per batch.
     #[arg(long, default_value_t = 64)]
@@ -215,28 +191,10 @@ pub struct TrainArgs {
 
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Compute precision of the encoder (weights and optimizer state stay fp32).
-    #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
-    pub precision: PrecisionArg,
-    /// auto (CUDA when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    #[arg(long, default_value = "train", value_name = "NAME")]
-    pub train_split: String,
-    #[arg(long, default_value = "valid", value_name = "NAME")]
-    pub valid_split: String,
-    /// Write a clf_step record every N steps.
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    pub log_every: u64,
-    /// Also save a checkpoint every N steps (0: only at epoch ends, Ctrl-C and the end).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub save_every: u64,
-    /// Metrics JSON lines to FILE instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub metrics: Option<PathBuf>,
-    /// Behave as if Ctrl-C came right after step N (save, exit 130): for tests.
-    #[arg(long, value_name = "N", hide = true)]
-    pub stop_after: Option<u64>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]

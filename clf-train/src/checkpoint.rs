@@ -24,7 +24,7 @@ use shared::atomic::AtomicDir;
 use shared::vocab::{Vocab, VOCAB_FILE};
 use tch::{Device, Tensor};
 
-use lm_train::checkpoint::write_safetensors;
+use lm_train::checkpoint::{check_vocab_hash, read_resumable_parts, write_safetensors};
 use lm_train::optim::AdamW;
 
 use crate::config::{ClfConfig, CONFIG_FILE};
@@ -57,6 +57,15 @@ pub struct TrainState {
     pub epoch_adv_right: u64,
     #[serde(default)]
     pub epoch_adv_n: u64,
+}
+
+impl lm_train::session::RunState for TrainState {
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn elapsed_s(&self) -> f64 {
+        self.elapsed_s
+    }
 }
 
 fn to_cpu(v: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
@@ -122,14 +131,7 @@ impl ClfCheckpoint {
     pub fn read(dir: &Path) -> Result<Self> {
         let config = ClfConfig::load(dir)?;
         let vocab = Vocab::load(dir.join(VOCAB_FILE))?;
-        if vocab.hash() != config.vocab_hash {
-            bail!(
-                "{}: vocab.json (hash {}) is not the vocab of config.json ({})",
-                dir.display(),
-                vocab.hash(),
-                config.vocab_hash
-            );
-        }
+        check_vocab_hash(dir, &vocab, &config.vocab_hash)?;
         let mp = dir.join(MODEL_FILE);
         let tensors = Tensor::read_safetensors(&mp)
             .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", mp.display()))?
@@ -214,17 +216,7 @@ pub fn read_adversary(
 
 /// Reads the resumable part of a checkpoint into `opt`.
 pub fn read_resumable(dir: &Path, opt: &mut ClfOpt, device: Device) -> Result<TrainState> {
-    let sp = dir.join(STATE_FILE);
-    let bytes = std::fs::read(&sp)
-        .with_context(|| format!("{}: cannot read (not a resumable checkpoint)", sp.display()))?;
-    let state: TrainState =
-        serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid", sp.display()))?;
-    let op = dir.join(OPTIMIZER_FILE);
-    let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&op)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", op.display()))?
-        .into_iter()
-        .map(|(n, t)| (n, t.to_device(device)))
-        .collect();
+    let (state, tensors, op): (TrainState, _, _) = read_resumable_parts(dir, device)?;
     opt.load_state(&tensors, &state.param_steps)
         .with_context(|| format!("{}", op.display()))?;
     Ok(state)

@@ -4,8 +4,10 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use lm_train::config::{ModelConfig, Precision};
+use anyhow::{bail, Result};
+use lm_train::config::{
+    check_arch, config_json, parse_config, read_config_json, ModelConfig, OptimSettings, Precision,
+};
 use serde::{Deserialize, Serialize};
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -66,16 +68,9 @@ pub struct TrainSettings {
     pub phases: Vec<crate::schedule::Phase>,
     pub unfreeze: String,
     pub disc_div: f64,
-    pub div: f64,
-    pub div_final: f64,
-    pub pct_start: f64,
-    pub moms: [f64; 3],
-    pub sqr_mom: f64,
-    pub eps: f64,
-    pub wd: f64,
-    pub clip: Option<f64>,
-    pub alpha: f64,
-    pub beta: f64,
+    /// div ... beta (flattened: config.json keeps them at this place, one level up).
+    #[serde(flatten)]
+    pub optim: OptimSettings,
     pub seed: u64,
     pub precision: Precision,
     pub drop_mult: f64,
@@ -112,15 +107,7 @@ impl ClfConfig {
         if !dir.is_dir() {
             bail!("{}: no such checkpoint directory", dir.display());
         }
-        let bytes = std::fs::read(&p).with_context(|| {
-            format!(
-                "{}: cannot read (is {} a clf-train checkpoint?)",
-                p.display(),
-                dir.display()
-            )
-        })?;
-        let raw: serde_json::Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: invalid JSON", p.display()))?;
+        let raw = read_config_json(&p, dir, "clf-train")?;
         match raw.get("format").and_then(|v| v.as_str()) {
             Some(CONFIG_FORMAT) => {}
             Some(LM_FORMAT) => bail!(
@@ -129,29 +116,13 @@ impl ClfConfig {
             ),
             _ => bail!("{}: not a classifier checkpoint config (format is not {CONFIG_FORMAT:?})", p.display()),
         }
-        let version = raw.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        if version != CONFIG_VERSION as u64 {
-            bail!("{}: checkpoint version {version} is not supported (this build reads {CONFIG_VERSION})", p.display());
-        }
-        let c: ClfConfig = serde_json::from_value(raw)
-            .with_context(|| format!("{}: invalid config", p.display()))?;
-        if c.arch != ARCH {
-            bail!(
-                "{}: architecture {:?} is not supported (only {ARCH:?})",
-                p.display(),
-                c.arch
-            );
-        }
-        c.encoder
-            .validate()
-            .with_context(|| format!("{}", p.display()))?;
+        let c: ClfConfig = parse_config(raw, &p, CONFIG_VERSION)?;
+        check_arch(&p, &c.arch, ARCH, &c.encoder)?;
         Ok(c)
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).expect("config serializes");
-        v.push(b'\n');
-        v
+        config_json(self)
     }
 }
 

@@ -30,10 +30,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    match shared::cli::parse_from::<Args, _, _>(argv)? {
-        Some(args) => run(args),
-        None => Ok(0), // --help / --version
-    }
+    lm_train::parse_and_run(argv, run)
 }
 
 pub fn run(args: Args) -> Result<i32> {

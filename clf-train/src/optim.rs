@@ -48,34 +48,14 @@ impl ClfOpt {
 
     /// `clip_grad_norm_` over all parameters; returns the norm before clipping.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
-        tch::no_grad(|| {
-            let grads: Vec<Tensor> = self
-                .decayed
+        lm_train::optim::clip_grad_norm(
+            self.decayed
                 .params
                 .iter()
                 .chain(&self.bn.params)
-                .map(|p| p.param.grad())
-                .filter(|g| g.defined())
-                .collect();
-            if grads.is_empty() {
-                return 0.0;
-            }
-            let sq: Vec<Tensor> = grads
-                .iter()
-                .map(|g| g.square().sum(tch::Kind::Float))
-                .collect();
-            let total = Tensor::stack(&sq, 0)
-                .sum(tch::Kind::Float)
-                .sqrt()
-                .double_value(&[]);
-            let coef = max_norm / (total + 1e-6);
-            if coef < 1.0 {
-                for mut g in grads {
-                    let _ = g.g_mul_scalar_(coef);
-                }
-            }
-            total
-        })
+                .map(|p| p.param.grad()),
+            max_norm,
+        )
     }
 
     pub fn step(&mut self, lrs: &[f64], mom: f64) {

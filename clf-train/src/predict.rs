@@ -26,9 +26,7 @@ struct Pred {
 }
 
 pub fn run(a: PredictArgs, common: &CommonArgs) -> Result<i32> {
-    runtime::flush_denormals();
-    runtime::init_threads(common.threads);
-    let device = runtime::parse_device(&a.device)?;
+    let (_, device) = runtime::start(common.threads, &a.device)?;
     let ck = ClfCheckpoint::read(&a.ckpt)?;
     let cfg = &ck.config;
     let set = ShardSet::open(&a.shards)?;

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use lm_train::checkpoint::Checkpoint;
-use lm_train::config::{ModelConfig, Precision};
-use lm_train::optim::{AdamW, OneCycle};
+use lm_train::config::{ModelConfig, OptimSettings, Precision};
+use lm_train::optim::AdamW;
 use lm_train::runtime;
+use lm_train::session;
 use lm_train::train::{resolve_precision, step_seed};
 use shared::cli::{CommonArgs, Interrupted};
-use shared::progress::Progress;
 use shared::shards::{ShardSet, Split};
 use shared::vocab::{Vocab, PAD};
 use tch::{Kind, Reduction, Tensor};
@@ -177,17 +177,10 @@ pub fn evaluate_with(
     s
 }
 
-/// Learning rates, momentum and regularisation of one training step.
-#[derive(Debug, Clone, Copy)]
-pub struct StepHyper<'a> {
-    /// Per layer group (frozen groups included; they do not train).
-    pub lrs: &'a [f64],
-    pub mom: f64,
-    /// AR and TAR on the sentence encoder's output (fastai's `RNNRegularizer`).
-    pub alpha: f64,
-    pub beta: f64,
-    pub clip: Option<f64>,
-}
+/// Learning rates (per layer group, frozen groups included; they do not train), momentum and
+/// regularisation of one training step: lm-train's, with AR and TAR on the sentence encoder's
+/// output (fastai's `RNNRegularizer`).
+pub use lm_train::step::StepHyper;
 
 /// What one training step did.
 #[derive(Debug, Clone, Copy)]
@@ -379,16 +372,8 @@ fn prepare(
 ) -> Result<Prepared> {
     if a.resume {
         let ck = ClfCheckpoint::read(out)?;
-        let settings = ck.config.training.clone().with_context(|| {
-            format!(
-                "{}: checkpoint has no training settings; cannot resume",
-                out.display()
-            )
-        })?;
-        set.require_vocab(
-            &ck.config.vocab_hash,
-            "the vocab of the checkpoint being resumed",
-        )?;
+        let settings =
+            session::resume_settings(ck.config.training.as_ref(), &ck.config.vocab_hash, set, out)?;
         return Ok(Prepared {
             cfg: ck.config.clone(),
             settings,
@@ -406,7 +391,7 @@ fn prepare(
             enc_dir.display()
         ),
     )?;
-    let train = set.split(&a.train_split)?;
+    let train = set.split(&a.run.train_split)?;
     let labels = data::resolve_labels(
         shards_dir,
         &train,
@@ -472,7 +457,7 @@ fn prepare(
     if !(a.disc_div.is_finite() && a.disc_div >= 1.0) {
         bail!("--disc-div must be at least 1");
     }
-    if !(0.0..=1.0).contains(&a.pct_start) {
+    if !(0.0..=1.0).contains(&a.one_cycle.pct_start) {
         bail!("--pct-start must be in [0, 1]");
     }
     for (flag, col) in [("--reweigh", &a.reweigh), ("--adversary", &a.adversary)] {
@@ -524,24 +509,15 @@ fn prepare(
     if let Some(col) = &a.reweigh {
         fair::protected_codes(shards_dir, &train, col, "--reweigh", None)?;
     }
-    let precision = resolve_precision(a.precision, device);
+    let precision = resolve_precision(a.run.precision, device);
     let settings = TrainSettings {
-        train_split: a.train_split.clone(),
-        valid_split: a.valid_split.clone(),
+        train_split: a.run.train_split.clone(),
+        valid_split: a.run.valid_split.clone(),
         bs: a.bs,
         phases,
         unfreeze: a.unfreeze.clone(),
         disc_div: a.disc_div,
-        div: a.div,
-        div_final: a.div_final,
-        pct_start: a.pct_start,
-        moms: [a.moms[0], a.moms[1], a.moms[2]],
-        sqr_mom: a.sqr_mom,
-        eps: a.eps,
-        wd: a.wd,
-        clip: a.clip,
-        alpha: a.alpha,
-        beta: a.beta,
+        optim: OptimSettings::from_args(&a.one_cycle, &a.optim),
         seed: a.seed,
         precision,
         drop_mult: a.drop_mult,
@@ -606,34 +582,11 @@ impl Run<'_> {
 }
 
 pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
-    runtime::flush_denormals();
-    let threads = runtime::init_threads(common.threads);
-    let device = runtime::parse_device(&a.device)?;
+    let (threads, device) = runtime::start(common.threads, &a.run.device)?;
     let quiet = common.quiet;
     let shards_dir = a.shards.clone().context("SHARDS is required")?;
     let out = a.output.clone().context("-o DIR is required")?;
-    if a.resume {
-        if !out.is_dir() {
-            bail!(
-                "{}: nothing to resume (no such checkpoint directory)",
-                out.display()
-            );
-        }
-    } else if out.exists() && !a.force {
-        bail!(
-            "{}: already exists (use --force to replace it, or --resume to continue it)",
-            out.display()
-        );
-    }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            bail!(
-                "{}: the directory {} does not exist",
-                out.display(),
-                parent.display()
-            );
-        }
-    }
+    session::check_output_dir(&out, a.resume, a.force, false)?;
     let set = ShardSet::open(&shards_dir)?;
     let Prepared {
         cfg,
@@ -708,7 +661,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             s.bs
         );
     }
-    let mut metrics = ClfMetrics::open(a.metrics.as_deref())?;
+    let mut metrics = ClfMetrics::open(a.log.metrics.as_deref())?;
     runtime::install_ctrlc();
 
     // Model.
@@ -722,7 +675,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     }
     drop(lm);
     let n_groups = model.n_groups();
-    let mut opt = ClfOpt::new(&model, s.sqr_mom, s.eps, s.wd);
+    let mut opt = ClfOpt::new(&model, s.optim.sqr_mom, s.optim.eps, s.optim.wd);
     let state = if a.resume {
         checkpoint::read_resumable(&out, &mut opt, device)?
     } else {
@@ -742,14 +695,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     };
     drop(resume);
     if state.done {
-        note(
-            quiet,
-            format!(
-                "{}: this run is already complete (step {}); nothing to do",
-                out.display(),
-                state.step
-            ),
-        );
+        session::note_complete(TOOL, quiet, &out, state.step);
         return Ok(0);
     }
     let total: u64 = s.phases.iter().map(|p| p.epochs as u64 * nb).sum();
@@ -810,19 +756,11 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         cfg: cfg.clone(),
         opt,
         adv,
+        last_saved: a.resume.then_some(state.step),
         state,
-        last_saved: None,
         metrics: &mut metrics,
     };
-    if a.resume {
-        run.last_saved = Some(run.state.step);
-    }
-    let mode = common.progress.resolve(quiet);
-    let mut progress = Progress::new(mode, TOOL, "steps", Some(total));
-    progress.inc(run.state.step);
-    let t0 = Instant::now();
-    let elapsed0 = run.state.elapsed_s;
-    let elapsed = |t0: &Instant| elapsed0 + t0.elapsed().as_secs_f64();
+    let (mut progress, clock) = session::start_steps(TOOL, common, total, &run.state);
     let fill = cfg.encoder.pad_token;
     let (mut w_loss, mut w_n, mut w_docs, mut w_time, mut w_gn) =
         (0.0f64, 0u64, 0u64, 0.0f64, 0.0f64);
@@ -849,14 +787,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                     lrs: lrs.clone(),
                 })?;
             }
-            sched = Some(OneCycle {
-                lr_max: lrs,
-                div: s.div,
-                div_final: s.div_final,
-                pct_start: s.pct_start,
-                moms: s.moms,
-                total_steps: steps,
-            });
+            sched = Some(s.optim.one_cycle(lrs, steps));
             cur_phase = p;
         }
         let sched = sched.as_ref().expect("set above");
@@ -882,13 +813,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         let y = train_t.batch(b).to_device(device);
         let lrs = sched.lrs(step - p_start);
         let mom = sched.mom(step - p_start);
-        let hp = StepHyper {
-            lrs: &lrs,
-            mom,
-            alpha: s.alpha,
-            beta: s.beta,
-            clip: s.clip,
-        };
+        let hp = StepHyper::new(&lrs, mom, s.optim.alpha, s.optim.beta, s.optim.clip);
         let wb = weights.as_ref().map(|w| {
             Tensor::from_slice(&b.iter().map(|&d| w[d]).collect::<Vec<f32>>()).to_device(device)
         });
@@ -920,13 +845,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         let (lv, gn) = (st.train_loss, st.grad_norm);
         if !st.stepped {
             progress.finish();
-            let kept = match run.last_saved {
-                Some(k) => format!(
-                    "the last good checkpoint (step {k}) is kept in {}",
-                    out.display()
-                ),
-                None => "no checkpoint had been written yet".to_string(),
-            };
+            let kept = session::kept_checkpoint(run.last_saved, &out);
             bail!(
                 "training diverged: the loss is {} at step {} (phase {p}, epoch {epoch}, batch {batch}); stopped, {kept} (lower the --unfreeze learning rates or set --clip)",
                 if lv.is_nan() || st.total_loss.is_nan() { "NaN" } else { "infinite" },
@@ -946,7 +865,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             w_adv_loss += al;
             w_adv_right += ar;
         }
-        run.state.elapsed_s = elapsed(&t0);
+        run.state.elapsed_s = clock.elapsed_s();
         (w_loss, w_n, w_docs, w_time, w_gn) = (
             w_loss + lv,
             w_n + 1,
@@ -956,7 +875,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         );
         progress.inc(1);
         let stepn = run.state.step;
-        if a.log_every > 0 && (stepn % a.log_every == 0 || stepn == total) {
+        if a.log.log_every > 0 && (stepn % a.log.log_every == 0 || stepn == total) {
             run.metrics.emit(ClfEvent::ClfStep {
                 phase: p as u64,
                 epoch,
@@ -964,7 +883,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                 train_loss: w_loss / w_n as f64,
                 lrs: lrs.clone(),
                 mom,
-                grad_norm: s.clip.map(|_| w_gn / w_n as f64),
+                grad_norm: s.optim.clip.map(|_| w_gn / w_n as f64),
                 adv_loss: s.adversary.as_ref().map(|_| w_adv_loss / w_n as f64),
                 adv_accuracy: s
                     .adversary
@@ -990,7 +909,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                 .then(|| run.state.epoch_adv_loss_sum / run.state.epoch_loss_count.max(1) as f64);
             let adv_accuracy = has_adv
                 .then(|| run.state.epoch_adv_right as f64 / run.state.epoch_adv_n.max(1) as f64);
-            run.state.elapsed_s = elapsed(&t0);
+            run.state.elapsed_s = clock.elapsed_s();
             run.metrics.emit(ClfEvent::ClfEpoch {
                 phase: p as u64,
                 epoch,
@@ -1005,7 +924,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             run.state.done = stepn >= total;
             run.save(epoch)?;
         }
-        if runtime::stop_requested() || a.stop_after == Some(stepn) {
+        if runtime::stop_requested() || a.log.stop_after == Some(stepn) {
             progress.finish();
             if !epoch_done {
                 run.save(epoch)?;
@@ -1019,18 +938,10 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             );
             return Err(Interrupted.into());
         }
-        if a.save_every > 0 && stepn % a.save_every == 0 && !epoch_done {
+        if a.log.save_every > 0 && stepn % a.log.save_every == 0 && !epoch_done {
             run.save(epoch)?;
         }
     }
-    progress.finish();
-    note(
-        quiet,
-        format!(
-            "{} steps done; checkpoint in {}",
-            run.state.step,
-            out.display()
-        ),
-    );
+    session::finish(TOOL, quiet, &mut progress, run.state.step, &out);
     Ok(0)
 }

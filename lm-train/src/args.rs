@@ -182,37 +182,10 @@ pub struct TrainArgs {
     /// embedding+decoder).
     #[arg(long, default_value = "1e-3", value_name = "LR", value_delimiter = ',')]
     pub lr: Vec<f64>,
-    /// One-cycle: start lr = lr / div.
-    #[arg(long, default_value_t = 25.0)]
-    pub div: f64,
-    /// One-cycle: final lr = lr / div_final.
-    #[arg(long, default_value_t = 1e5)]
-    pub div_final: f64,
-    /// One-cycle: fraction of steps with rising lr.
-    #[arg(long, default_value_t = 0.25)]
-    pub pct_start: f64,
-    /// β1 schedule (start, middle, end): fastai's TextLearner moms.
-    #[arg(long, default_values_t = [0.8, 0.7, 0.8], value_delimiter = ',', num_args = 3)]
-    pub moms: Vec<f64>,
-    /// Adam β2 (fastai's sqr_mom).
-    #[arg(long, default_value_t = 0.99)]
-    pub sqr_mom: f64,
-    /// Adam epsilon (fastai: 1e-5).
-    #[arg(long, default_value_t = 1e-5)]
-    pub eps: f64,
-    /// Decoupled weight decay.
-    #[arg(long, default_value_t = 0.01)]
-    pub wd: f64,
-    /// Clip the global gradient norm to this value (fastai's text learners do not clip by
-    /// default).
-    #[arg(long, value_name = "NORM")]
-    pub clip: Option<f64>,
-    /// Activation regularisation (AR) on the dropped-out last-layer output.
-    #[arg(long, default_value_t = 2.0)]
-    pub alpha: f64,
-    /// Temporal activation regularisation (TAR) on the raw last-layer output.
-    #[arg(long, default_value_t = 1.0)]
-    pub beta: f64,
+    #[command(flatten)]
+    pub one_cycle: OneCycleArgs,
+    #[command(flatten)]
+    pub optim: OptimArgs,
 
     /// Batch size (parallel streams per forward/backward), or `auto`: the largest that fits
     /// (GPU memory on CUDA, --mem-budget on the CPU), probed with forward+backward passes;
@@ -265,6 +238,106 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Fail every forward/backward with more than N streams as if out of memory: for tests of
+    /// the back-off.
+    #[arg(long, value_name = "N", hide = true)]
+    pub simulate_oom_above: Option<usize>,
+}
+
+// Flag groups that clf-train and lr-find flatten too, in this order in their `--help`. (Plain
+// comments: a doc comment here would become the about text of the command that flattens it.)
+// The help texts are lm-train's; the other tools word some of them differently
+// ([`REWORDED`]) and apply theirs with `#[command(mut_args(|a| reword(a, TOOL)))]`.
+
+/// A flag id and its help (`None`: no help).
+pub type FlagHelp = (&'static str, Option<&'static str>);
+
+/// The shared flags that clf-train and lr-find word differently from lm-train: per tool,
+/// (flag id, that tool's help; `None`: no help).
+#[rustfmt::skip]
+pub const REWORDED: &[(&str, &[FlagHelp])] = &[
+    ("clf-train", &[
+        ("eps", Some("Adam epsilon")),
+        ("wd", Some("Decoupled weight decay (not on BatchNorm parameters: fastai's wd_bn_bias=False)")),
+        ("clip", Some("Clip the global gradient norm (fastai does not clip by default)")),
+        ("alpha", Some("Activation regularisation on the encoder output (TextLearner's alpha)")),
+        ("beta", Some("Temporal activation regularisation (TextLearner's beta)")),
+        ("precision", Some("Compute precision of the encoder (weights and optimizer state stay fp32)")),
+        ("valid_split", None),
+        ("log_every", Some("Write a clf_step record every N steps")),
+    ]),
+    ("lr-find", &[
+        ("eps", Some("Adam epsilon")),
+        ("clip", Some("Clip the global gradient norm (off by default, as fastai's text learners)")),
+        ("alpha", Some("Activation regularisation (AR; a classifier's on its sentence encoder output, as clf-train)")),
+        ("beta", Some("Temporal activation regularisation (TAR)")),
+        ("valid_split", None),
+    ]),
+];
+
+/// Gives the flag `a` the help `tool` words it with in [`REWORDED`], if any. Through
+/// `Command::mut_args`, so the flags keep their order (`mut_arg` would move each to the end,
+/// and so reorder shell completions).
+pub fn reword(a: clap::Arg, tool: &str) -> clap::Arg {
+    let id = a.get_id().as_str();
+    let flags = REWORDED
+        .iter()
+        .find(|(t, _)| *t == tool)
+        .map_or(&[][..], |(_, f)| f);
+    match flags.iter().find(|(f, _)| *f == id) {
+        Some((_, help)) => a.help(*help),
+        None => a,
+    }
+}
+
+// One-cycle schedule (fastai's fit_one_cycle) and its β1 schedule.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OneCycleArgs {
+    /// One-cycle: start lr = lr / div.
+    #[arg(long, default_value_t = 25.0)]
+    pub div: f64,
+    /// One-cycle: final lr = lr / div_final.
+    #[arg(long, default_value_t = 1e5)]
+    pub div_final: f64,
+    /// One-cycle: fraction of steps with rising lr.
+    #[arg(long, default_value_t = 0.25)]
+    pub pct_start: f64,
+    /// β1 schedule (start, middle, end): fastai's TextLearner moms.
+    #[arg(long, default_values_t = [0.8, 0.7, 0.8], value_delimiter = ',', num_args = 3)]
+    pub moms: Vec<f64>,
+}
+
+// Adam's β2, epsilon and weight decay, gradient clipping, and AWD-LSTM's AR/TAR.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OptimArgs {
+    /// Adam β2 (fastai's sqr_mom).
+    #[arg(long, default_value_t = 0.99)]
+    pub sqr_mom: f64,
+    /// Adam epsilon (fastai: 1e-5).
+    #[arg(long, default_value_t = 1e-5)]
+    pub eps: f64,
+    /// Decoupled weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub wd: f64,
+    /// Clip the global gradient norm to this value (fastai's text learners do not clip by
+    /// default).
+    #[arg(long, value_name = "NORM")]
+    pub clip: Option<f64>,
+    /// Activation regularisation (AR) on the dropped-out last-layer output.
+    #[arg(long, default_value_t = 2.0)]
+    pub alpha: f64,
+    /// Temporal activation regularisation (TAR) on the raw last-layer output.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+}
+
+// Compute precision, device and the shard set's splits.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
     /// Compute precision (weights and optimizer state stay fp32).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
     pub precision: PrecisionArg,
@@ -276,6 +349,11 @@ pub struct TrainArgs {
     /// Validation split (skipped with a warning when the shard set has none).
     #[arg(long, default_value = "valid", value_name = "NAME")]
     pub valid_split: String,
+}
+
+// Step records, periodic checkpoints, the metrics file and the test-only interrupt.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
     /// Write a lm_step metrics record every N steps.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub log_every: u64,
@@ -288,10 +366,6 @@ pub struct TrainArgs {
     /// Behave as if Ctrl-C came right after step N (save, exit 130): for tests.
     #[arg(long, value_name = "N", hide = true)]
     pub stop_after: Option<u64>,
-    /// Fail every forward/backward with more than N streams as if out of memory: for tests of
-    /// the back-off.
-    #[arg(long, value_name = "N", hide = true)]
-    pub simulate_oom_above: Option<usize>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -15,7 +15,7 @@
 //! (seed, epoch), so step, epoch and batch are all the RNG state a resume needs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,15 @@ pub struct TrainState {
     /// fp16 loss scale.
     #[serde(default)]
     pub loss_scaler: Option<crate::step::LossScaler>,
+}
+
+impl crate::session::RunState for TrainState {
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn elapsed_s(&self) -> f64 {
+        self.elapsed_s
+    }
 }
 
 /// The named tensors of `model.safetensors`: every parameter, plus fastai's aliases of the
@@ -163,14 +172,7 @@ impl Checkpoint {
         }
         let config = CheckpointConfig::load(dir)?;
         let vocab = Vocab::load(dir)?;
-        if vocab.hash() != config.vocab_hash {
-            bail!(
-                "{}: vocab.json (hash {}) is not the vocab of config.json ({})",
-                dir.display(),
-                vocab.hash(),
-                config.vocab_hash
-            );
-        }
+        check_vocab_hash(dir, &vocab, &config.vocab_hash)?;
         if vocab.len() as i64 != config.model.vocab_size {
             bail!(
                 "{}: vocab.json has {} tokens but the model has {} rows",
@@ -289,16 +291,17 @@ impl Checkpoint {
     }
 }
 
-/// Reads the resumable part of a checkpoint into `opt` and returns the state and hidden state.
-pub fn read_resumable(
+/// The resumable part of a checkpoint directory, lm-train's or clf-train's: its
+/// `train_state.json` (as `S`), the tensors of `optimizer.safetensors` on `device`, and that
+/// file's path (for the caller's errors).
+pub fn read_resumable_parts<S: serde::de::DeserializeOwned>(
     dir: &Path,
-    opt: &mut AdamW,
     device: Device,
-) -> Result<(TrainState, Option<Hidden>)> {
+) -> Result<(S, BTreeMap<String, Tensor>, PathBuf)> {
     let sp = dir.join(STATE_FILE);
     let bytes = std::fs::read(&sp)
         .with_context(|| format!("{}: cannot read (not a resumable checkpoint)", sp.display()))?;
-    let state: TrainState =
+    let state: S =
         serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid", sp.display()))?;
     let op = dir.join(OPTIMIZER_FILE);
     let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&op)
@@ -306,6 +309,29 @@ pub fn read_resumable(
         .into_iter()
         .map(|(n, t)| (n, t.to_device(device)))
         .collect();
+    Ok((state, tensors, op))
+}
+
+/// Refuses a checkpoint directory whose vocab.json is not the vocab its config.json names.
+pub fn check_vocab_hash(dir: &Path, vocab: &Vocab, config_hash: &str) -> Result<()> {
+    if vocab.hash() != config_hash {
+        bail!(
+            "{}: vocab.json (hash {}) is not the vocab of config.json ({})",
+            dir.display(),
+            vocab.hash(),
+            config_hash
+        );
+    }
+    Ok(())
+}
+
+/// Reads the resumable part of a checkpoint into `opt` and returns the state and hidden state.
+pub fn read_resumable(
+    dir: &Path,
+    opt: &mut AdamW,
+    device: Device,
+) -> Result<(TrainState, Option<Hidden>)> {
+    let (state, tensors, op): (TrainState, _, _) = read_resumable_parts(dir, device)?;
     opt.load_state(&tensors, &state.param_steps)
         .with_context(|| format!("{}", op.display()))?;
     let mut hidden = Vec::new();

@@ -6,6 +6,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::args::{OneCycleArgs, OptimArgs};
+use crate::optim::OneCycle;
+
 pub const CONFIG_FILE: &str = "config.json";
 pub const CONFIG_FORMAT: &str = "ulmfit-lm";
 pub const CONFIG_VERSION: u32 = 1;
@@ -72,6 +75,19 @@ impl ModelConfig {
         }
     }
 
+    /// Overrides the sizes given (`--emb-sz`, `--n-hid`, `--n-layers`).
+    pub fn set_sizes(&mut self, emb_sz: Option<i64>, n_hid: Option<i64>, n_layers: Option<i64>) {
+        if let Some(x) = emb_sz {
+            self.emb_sz = x;
+        }
+        if let Some(x) = n_hid {
+            self.n_hid = x;
+        }
+        if let Some(x) = n_layers {
+            self.n_layers = x;
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.vocab_size < 1 || self.emb_sz < 1 || self.n_hid < 1 || self.n_layers < 1 {
             bail!(
@@ -125,6 +141,52 @@ pub enum Precision {
     Fp16,
 }
 
+/// The one-cycle schedule and optimizer settings of a training run, lm-train's and
+/// clf-train's (their `TrainSettings` flatten it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimSettings {
+    pub div: f64,
+    pub div_final: f64,
+    pub pct_start: f64,
+    /// (start, middle, end) of the β1 schedule.
+    pub moms: [f64; 3],
+    pub sqr_mom: f64,
+    pub eps: f64,
+    pub wd: f64,
+    pub clip: Option<f64>,
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl OptimSettings {
+    pub fn from_args(c: &OneCycleArgs, o: &OptimArgs) -> Self {
+        OptimSettings {
+            div: c.div,
+            div_final: c.div_final,
+            pct_start: c.pct_start,
+            moms: [c.moms[0], c.moms[1], c.moms[2]],
+            sqr_mom: o.sqr_mom,
+            eps: o.eps,
+            wd: o.wd,
+            clip: o.clip,
+            alpha: o.alpha,
+            beta: o.beta,
+        }
+    }
+
+    /// The one-cycle schedule of `total_steps` steps up to the learning rates `lr_max`.
+    pub fn one_cycle(&self, lr_max: Vec<f64>, total_steps: u64) -> OneCycle {
+        OneCycle {
+            lr_max,
+            div: self.div,
+            div_final: self.div_final,
+            pct_start: self.pct_start,
+            moms: self.moms,
+            total_steps,
+        }
+    }
+}
+
 /// Everything that decides the training trajectory; saved so `--resume` continues the same run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
@@ -140,17 +202,9 @@ pub struct TrainSettings {
     pub max_steps: Option<u64>,
     /// Peak learning rate of each layer group (one-cycle `lr_max`).
     pub lr: Vec<f64>,
-    pub div: f64,
-    pub div_final: f64,
-    pub pct_start: f64,
-    /// (start, middle, end) of the β1 schedule.
-    pub moms: [f64; 3],
-    pub sqr_mom: f64,
-    pub eps: f64,
-    pub wd: f64,
-    pub clip: Option<f64>,
-    pub alpha: f64,
-    pub beta: f64,
+    /// div ... beta (flattened: config.json keeps them at this place, one level up).
+    #[serde(flatten)]
+    pub optim: OptimSettings,
     pub freeze: bool,
     pub seed: u64,
     pub precision: Precision,
@@ -184,43 +238,66 @@ impl CheckpointConfig {
 
     pub fn load(dir: &Path) -> Result<Self> {
         let p = dir.join(CONFIG_FILE);
-        let bytes = std::fs::read(&p).with_context(|| {
-            format!(
-                "{}: cannot read (is {} a lm-train checkpoint?)",
-                p.display(),
-                dir.display()
-            )
-        })?;
-        let raw: serde_json::Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: invalid JSON", p.display()))?;
+        let raw = read_config_json(&p, dir, "lm-train")?;
         if raw.get("format").and_then(|v| v.as_str()) != Some(CONFIG_FORMAT) {
             bail!(
                 "{}: not a language-model checkpoint config (format is not {CONFIG_FORMAT:?})",
                 p.display()
             );
         }
-        let version = raw.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        if version != CONFIG_VERSION as u64 {
-            bail!("{}: checkpoint version {version} is not supported (this build reads {CONFIG_VERSION})", p.display());
-        }
-        let c: CheckpointConfig = serde_json::from_value(raw)
-            .with_context(|| format!("{}: invalid config", p.display()))?;
-        if c.arch != ARCH {
-            bail!(
-                "{}: architecture {:?} is not supported (only {ARCH:?})",
-                p.display(),
-                c.arch
-            );
-        }
-        c.model
-            .validate()
-            .with_context(|| format!("{}", p.display()))?;
+        let c: CheckpointConfig = parse_config(raw, &p, CONFIG_VERSION)?;
+        check_arch(&p, &c.arch, ARCH, &c.model)?;
         Ok(c)
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).expect("config serializes");
-        v.push(b'\n');
-        v
+        config_json(self)
     }
+}
+
+/// The JSON of a checkpoint's config.json at `p` in the checkpoint directory `dir` of `tool`.
+pub fn read_config_json(p: &Path, dir: &Path, tool: &str) -> Result<serde_json::Value> {
+    let bytes = std::fs::read(p).with_context(|| {
+        format!(
+            "{}: cannot read (is {} a {tool} checkpoint?)",
+            p.display(),
+            dir.display()
+        )
+    })?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid JSON", p.display()))
+}
+
+/// A config.json (at `p`, its format already checked) of version `version`, as `T`.
+pub fn parse_config<T: serde::de::DeserializeOwned>(
+    raw: serde_json::Value,
+    p: &Path,
+    version: u32,
+) -> Result<T> {
+    let have = raw.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+    if have != version as u64 {
+        bail!(
+            "{}: checkpoint version {have} is not supported (this build reads {version})",
+            p.display()
+        );
+    }
+    serde_json::from_value(raw).with_context(|| format!("{}: invalid config", p.display()))
+}
+
+/// Refuses a config.json (at `p`) of another architecture than `arch`, or with an invalid
+/// (encoder) model config.
+pub fn check_arch(p: &Path, have: &str, arch: &str, model: &ModelConfig) -> Result<()> {
+    if have != arch {
+        bail!(
+            "{}: architecture {have:?} is not supported (only {arch:?})",
+            p.display()
+        );
+    }
+    model.validate().with_context(|| format!("{}", p.display()))
+}
+
+/// A config as config.json holds it: pretty JSON and a newline.
+pub fn config_json<T: Serialize>(c: &T) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(c).expect("config serializes");
+    v.push(b'\n');
+    v
 }

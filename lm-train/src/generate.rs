@@ -151,9 +151,7 @@ pub fn decode(vocab: &Vocab, ids: &[u32], tidy: bool) -> String {
 }
 
 pub fn run(g: GenerateArgs, common: &CommonArgs) -> Result<i32> {
-    runtime::flush_denormals();
-    runtime::init_threads(common.threads);
-    let device = runtime::parse_device(&g.device)?;
+    let (_, device) = runtime::start(common.threads, &g.device)?;
     if !(g.temperature.is_finite() && g.temperature > 0.0) {
         bail!("--temperature must be positive");
     }

@@ -4,6 +4,10 @@
 //! fastai's names), [`optim`] (fastai's AdamW with per-group learning rates, one-cycle),
 //! [`checkpoint`] (reading/writing checkpoint directories, vocab remapping), [`data`] (LM batch
 //! layout over mmap'd splits), [`fastai`] (import and export of fastai's AWD-LSTM files).
+//! clf-train and lr-find also share its flag groups ([`args::OneCycleArgs`],
+//! [`args::OptimArgs`], [`args::RunArgs`], [`args::LogArgs`]; their own help wording in
+//! [`args::REWORDED`]), its process setup ([`runtime`]), the run prologue and end
+//! ([`session`]) and [`parse_and_run`].
 
 pub mod args;
 pub mod checkpoint;
@@ -16,6 +20,7 @@ pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod runtime;
+pub mod session;
 pub mod step;
 pub mod train;
 
@@ -31,7 +36,18 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    match shared::cli::parse_from::<Args, _, _>(argv)? {
+    parse_and_run(argv, run)
+}
+
+/// Parses `argv` as the flags `A` of a tool and runs `run` on them, as the tool's binary does
+/// (lm-train, clf-train, lr-find); `--help` and `--version` print and give 0.
+pub fn parse_and_run<A, I, T>(argv: I, run: impl FnOnce(A) -> Result<i32>) -> Result<i32>
+where
+    A: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match shared::cli::parse_from::<A, _, _>(argv)? {
         Some(args) => run(args),
         None => Ok(0), // --help / --version
     }

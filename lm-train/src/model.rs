@@ -334,6 +334,18 @@ impl LanguageModel {
     }
 
     /// Parameter names, in a fixed order (sorted), with their tensors.
+    /// [`named_params`](Self::named_params) with each one's layer group, as
+    /// [`AdamW::new`](crate::optim::AdamW::new) takes them.
+    pub fn grouped_params(&self) -> Vec<(String, Tensor, usize)> {
+        self.named_params()
+            .into_iter()
+            .map(|(n, t)| {
+                let g = self.group_of(&n);
+                (n, t, g)
+            })
+            .collect()
+    }
+
     pub fn named_params(&self) -> Vec<(String, Tensor)> {
         let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));

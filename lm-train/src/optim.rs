@@ -91,32 +91,7 @@ impl AdamW {
     /// Global L2 norm of all gradients; scales them to `max_norm` when above it
     /// (`torch.nn.utils.clip_grad_norm_`). Returns the norm before clipping.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
-        tch::no_grad(|| {
-            let grads: Vec<Tensor> = self
-                .params
-                .iter()
-                .map(|p| p.param.grad())
-                .filter(|g| g.defined())
-                .collect();
-            if grads.is_empty() {
-                return 0.0;
-            }
-            let sq: Vec<Tensor> = grads
-                .iter()
-                .map(|g| g.square().sum(tch::Kind::Float))
-                .collect();
-            let total = Tensor::stack(&sq, 0)
-                .sum(tch::Kind::Float)
-                .sqrt()
-                .double_value(&[]);
-            let coef = max_norm / (total + 1e-6);
-            if coef < 1.0 {
-                for mut g in grads {
-                    let _ = g.g_mul_scalar_(coef);
-                }
-            }
-            total
-        })
+        clip_grad_norm(self.params.iter().map(|p| p.param.grad()), max_norm)
     }
 
     /// Divides every gradient by `scale` (fp16 loss scaling); false when any gradient is
@@ -254,6 +229,33 @@ impl OneCycle {
         let [a, b, c] = self.moms;
         combined_cos(self.pct_start, a, b, c, self.pos(step))
     }
+}
+
+/// `torch.nn.utils.clip_grad_norm_` over `grads` (undefined ones skipped): their global L2
+/// norm, and when it is above `max_norm` every gradient scaled by `max_norm / (norm + 1e-6)`.
+/// Returns the norm before clipping (0 without gradients).
+pub fn clip_grad_norm(grads: impl Iterator<Item = Tensor>, max_norm: f64) -> f64 {
+    tch::no_grad(|| {
+        let grads: Vec<Tensor> = grads.filter(|g| g.defined()).collect();
+        if grads.is_empty() {
+            return 0.0;
+        }
+        let sq: Vec<Tensor> = grads
+            .iter()
+            .map(|g| g.square().sum(tch::Kind::Float))
+            .collect();
+        let total = Tensor::stack(&sq, 0)
+            .sum(tch::Kind::Float)
+            .sqrt()
+            .double_value(&[]);
+        let coef = max_norm / (total + 1e-6);
+        if coef < 1.0 {
+            for mut g in grads {
+                let _ = g.g_mul_scalar_(coef);
+            }
+        }
+        total
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,14 @@ use std::sync::OnceLock;
 use anyhow::{bail, Result};
 use tch::Device;
 
+/// The start of a torch tool's run: denormals flushed ([`flush_denormals`]), the threads set
+/// ([`init_threads`]; returned) and the device parsed ([`parse_device`]).
+pub fn start(threads: usize, device: &str) -> Result<(usize, Device)> {
+    flush_denormals();
+    let threads = init_threads(threads);
+    Ok((threads, parse_device(device)?))
+}
+
 /// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`. Every torch tool calls this before
 /// its first torch operation, so it also sets libtorch's log level ([`quiet_torch_warnings`]).
 pub fn parse_device(s: &str) -> Result<Device> {

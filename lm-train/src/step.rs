@@ -31,7 +31,9 @@ use crate::model::{Hidden, LanguageModel};
 use crate::optim::AdamW;
 use crate::runtime;
 
-/// Hyper-parameters of one optimiser step.
+/// Hyper-parameters of one optimiser step (lm-train's, and clf-train's with AR/TAR on the
+/// sentence encoder's output).
+#[derive(Debug, Clone, Copy)]
 pub struct StepHyper<'a> {
     /// Learning rate of each layer group.
     pub lrs: &'a [f64],
@@ -43,6 +45,18 @@ pub struct StepHyper<'a> {
     pub beta: f64,
     /// Clip the global gradient norm to this value.
     pub clip: Option<f64>,
+}
+
+impl<'a> StepHyper<'a> {
+    pub fn new(lrs: &'a [f64], mom: f64, alpha: f64, beta: f64, clip: Option<f64>) -> Self {
+        StepHyper {
+            lrs,
+            mom,
+            alpha,
+            beta,
+            clip,
+        }
+    }
 }
 
 /// What [`train_step`] did.
@@ -272,29 +286,26 @@ pub fn train_step_micro(
     };
     let train_loss = ce_sum.double_value(&[]) / ntok;
     let loss = train_loss + reg.double_value(&[]);
-    if !train_loss.is_finite() || !loss.is_finite() {
+    // Not stepped: a non-finite loss (overflow false), or fp16 gradients that overflowed
+    // (the scaler backs off).
+    let skipped = if !train_loss.is_finite() || !loss.is_finite() {
+        Some(false)
+    } else if let Some(s) = scaler {
+        let finite = opt.unscale_grads(s.scale);
+        s.update(!finite);
+        (!finite).then_some(true)
+    } else {
+        None
+    };
+    if let Some(overflow) = skipped {
         return Ok(StepOutput {
             train_loss,
             loss,
             applied: false,
             grad_norm: None,
             hidden,
-            overflow: false,
+            overflow,
         });
-    }
-    if let Some(s) = scaler {
-        let finite = opt.unscale_grads(s.scale);
-        s.update(!finite);
-        if !finite {
-            return Ok(StepOutput {
-                train_loss,
-                loss,
-                applied: false,
-                grad_norm: None,
-                hidden,
-                overflow: true,
-            });
-        }
     }
     let grad_norm = hp.clip.map(|c| opt.clip_grad_norm(c));
     opt.step(hp.lrs, hp.mom);
@@ -355,13 +366,7 @@ pub fn probe(
     let h = model
         .encoder
         .zero_hidden(micro_bs as i64, device, precision.kind());
-    let hp = StepHyper {
-        lrs: &[],
-        mom: 0.0,
-        alpha: 2.0,
-        beta: 1.0,
-        clip: None,
-    };
+    let hp = StepHyper::new(&[], 0.0, 2.0, 1.0, None);
     opt.zero_grad();
     let r = micro_backward(model, &x, &y, &h, &hp, precision, 1.0, 1.0).map(|_| ());
     opt.zero_grad();

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use shared::cli::{CommonArgs, Interrupted};
-use shared::progress::Progress;
 use shared::shards::{ShardSet, Split};
 use shared::vocab::Vocab;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -16,12 +15,13 @@ use shared::shards::Verify;
 
 use crate::args::{BatchSize, PrecisionArg, TrainArgs};
 use crate::checkpoint::{self, Checkpoint, Resumable, TrainState};
-use crate::config::{CheckpointConfig, ModelConfig, Precision, TrainSettings};
+use crate::config::{CheckpointConfig, ModelConfig, OptimSettings, Precision, TrainSettings};
 use crate::data::{geometry, shuffle_seed, LmBatches};
 use crate::memory::{self, decoder_chunk_tokens, human, StepFailure};
 use crate::model::{Hidden, LanguageModel};
-use crate::optim::{AdamW, OneCycle};
+use crate::optim::AdamW;
 use crate::runtime;
+use crate::session;
 pub use crate::step::{train_step, train_step_micro, LossScaler, StepHyper, StepOutput};
 use crate::TOOL;
 
@@ -148,15 +148,7 @@ impl Run<'_> {
 
 fn model_config_from_args(a: &TrainArgs, vocab_size: i64) -> ModelConfig {
     let mut c = ModelConfig::fastai_lm(vocab_size, a.drop_mult);
-    if let Some(x) = a.emb_sz {
-        c.emb_sz = x;
-    }
-    if let Some(x) = a.n_hid {
-        c.n_hid = x;
-    }
-    if let Some(x) = a.n_layers {
-        c.n_layers = x;
-    }
+    c.set_sizes(a.emb_sz, a.n_hid, a.n_layers);
     set_dropouts(&mut c, a);
     c
 }
@@ -185,12 +177,12 @@ fn settings_from_args(
     if a.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
-    if !(0.0..=1.0).contains(&a.pct_start) {
+    if !(0.0..=1.0).contains(&a.one_cycle.pct_start) {
         bail!("--pct-start must be in [0, 1]");
     }
     Ok(TrainSettings {
-        train_split: a.train_split.clone(),
-        valid_split: a.valid_split.clone(),
+        train_split: a.run.train_split.clone(),
+        valid_split: a.run.valid_split.clone(),
         bs: effective_bs(a)?,
         micro_bs: match a.bs {
             BatchSize::Fixed(n) => Some(n),
@@ -200,16 +192,7 @@ fn settings_from_args(
         epochs: a.epochs,
         max_steps: a.steps,
         lr,
-        div: a.div,
-        div_final: a.div_final,
-        pct_start: a.pct_start,
-        moms: [a.moms[0], a.moms[1], a.moms[2]],
-        sqr_mom: a.sqr_mom,
-        eps: a.eps,
-        wd: a.wd,
-        clip: a.clip,
-        alpha: a.alpha,
-        beta: a.beta,
+        optim: OptimSettings::from_args(&a.one_cycle, &a.optim),
         freeze: a.freeze,
         seed: a.seed,
         precision,
@@ -251,9 +234,7 @@ fn check_split(split: &Split, bs: usize, bptt: usize) -> Result<()> {
 }
 
 pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
-    runtime::flush_denormals();
-    let threads = runtime::init_threads(common.threads);
-    let device = runtime::parse_device(&a.device)?;
+    let (threads, device) = runtime::start(common.threads, &a.run.device)?;
     let quiet = common.quiet;
     let shards_dir = a.shards.clone().context("SHARDS is required")?;
     let out = match (&a.output, a.dry_run) {
@@ -261,37 +242,14 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
         (None, true) => PathBuf::from("(dry run)"),
         (None, false) => bail!("-o DIR is required"),
     };
-    if a.dry_run {
-        // nothing is written
-    } else if a.resume {
-        if !out.is_dir() {
-            bail!(
-                "{}: nothing to resume (no such checkpoint directory)",
-                out.display()
-            );
-        }
-    } else if out.exists() && !a.force {
-        bail!(
-            "{}: already exists (use --force to replace it, or --resume to continue it)",
-            out.display()
-        );
-    }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            bail!(
-                "{}: the directory {} does not exist",
-                out.display(),
-                parent.display()
-            );
-        }
-    }
+    session::check_output_dir(&out, a.resume, a.force, a.dry_run)?;
     let mut metrics = if a.dry_run {
-        match &a.metrics {
+        match &a.log.metrics {
             Some(p) => Metrics::file(TOOL, p)?,
             None => Metrics::none(TOOL),
         }
     } else {
-        Metrics::from_flag(TOOL, a.metrics.as_deref(), Metrics::stdout)?
+        Metrics::from_flag(TOOL, a.log.metrics.as_deref(), Metrics::stdout)?
     };
     runtime::simulate_oom_above(a.simulate_oom_above);
     // Verified once (every payload hashed, the mappings dropped again), then opened without
@@ -306,15 +264,11 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     let mut init_ck = None;
     let (model_cfg, settings) = if a.resume {
         let ck = Checkpoint::read(&out)?;
-        let settings = ck.config.training.clone().with_context(|| {
-            format!(
-                "{}: checkpoint has no training settings; cannot resume",
-                out.display()
-            )
-        })?;
-        set.require_vocab(
+        let settings = session::resume_settings(
+            ck.config.training.as_ref(),
             &ck.config.vocab_hash,
-            "the vocab of the checkpoint being resumed",
+            &set,
+            &out,
         )?;
         let cfg = ck.config.model.clone();
         resume_ck = Some(ck);
@@ -384,7 +338,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             model_config_from_args(&a, vocab_size)
         };
         cfg.validate()?;
-        let precision = resolve_precision_for(a.precision, device, cfg.n_hid);
+        let precision = resolve_precision_for(a.run.precision, device, cfg.n_hid);
         let settings = settings_from_args(&a, cfg.n_layers as usize + 1, precision)?;
         (cfg, settings)
     };
@@ -439,15 +393,13 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     }
     drop(init_ck);
     let n_groups = model.n_groups();
-    let named: Vec<(String, Tensor, usize)> = model
-        .named_params()
-        .into_iter()
-        .map(|(n, t)| {
-            let g = model.group_of(&n);
-            (n, t, g)
-        })
-        .collect();
-    let mut opt = AdamW::new(named, n_groups, s.sqr_mom, s.eps, s.wd);
+    let mut opt = AdamW::new(
+        model.grouped_params(),
+        n_groups,
+        s.optim.sqr_mom,
+        s.optim.eps,
+        s.optim.wd,
+    );
     if s.freeze {
         opt.set_trainable(|g| g + 1 == n_groups);
     }
@@ -459,14 +411,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     };
     drop(resume_ck);
     if state.done {
-        note(
-            quiet,
-            format!(
-                "{}: this run is already complete (step {}); nothing to do",
-                out.display(),
-                state.step
-            ),
-        );
+        session::note_complete(TOOL, quiet, &out, state.step);
         return Ok(0);
     }
 
@@ -498,14 +443,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
     settings.micro_bs = Some(micro);
     let s = &settings;
 
-    let sched = OneCycle {
-        lr_max: s.lr.clone(),
-        div: s.div,
-        div_final: s.div_final,
-        pct_start: s.pct_start,
-        moms: s.moms,
-        total_steps: total,
-    };
+    let sched = s.optim.one_cycle(s.lr.clone(), total);
     let precision = s.precision;
     let kind = precision.kind();
     metrics.emit(Event::LmStart {
@@ -542,19 +480,11 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             Some(settings.clone()),
         ),
         opt,
+        last_saved: a.resume.then_some(state.step),
         state,
-        last_saved: None,
         metrics: &mut metrics,
     };
-    if a.resume {
-        run.last_saved = Some(run.state.step);
-    }
-    let mode = common.progress.resolve(quiet);
-    let mut progress = Progress::new(mode, TOOL, "steps", Some(total));
-    progress.inc(run.state.step);
-    let t0 = Instant::now();
-    let elapsed0 = run.state.elapsed_s;
-    let elapsed = |t0: &Instant| elapsed0 + t0.elapsed().as_secs_f64();
+    let (mut progress, clock) = session::start_steps(TOOL, common, total, &run.state);
     let bs = s.bs as i64;
     let mut scaler =
         (precision == Precision::Fp16).then(|| run.state.loss_scaler.clone().unwrap_or_default());
@@ -595,13 +525,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             let sl = x.size()[1];
             let lrs = sched.lrs(step);
             let mom = sched.mom(step);
-            let hp = StepHyper {
-                lrs: &lrs,
-                mom,
-                alpha: s.alpha,
-                beta: s.beta,
-                clip: s.clip,
-            };
+            let hp = StepHyper::new(&lrs, mom, s.optim.alpha, s.optim.beta, s.optim.clip);
             // An allocation failure anywhere in the step leaves the weights as they were:
             // halve the micro-batch and run the same step again.
             let r = memory::retry_halving(
@@ -654,13 +578,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             let (ce_v, loss_v) = (o.train_loss, o.loss);
             if !o.applied && !o.overflow {
                 progress.finish();
-                let kept = match run.last_saved {
-                    Some(k) => format!(
-                        "the last good checkpoint (step {k}) is kept in {}",
-                        out.display()
-                    ),
-                    None => "no checkpoint had been written yet".to_string(),
-                };
+                let kept = session::kept_checkpoint(run.last_saved, &out);
                 bail!(
                     "training diverged: the loss is {} at step {} (epoch {epoch}, batch {j}); stopped, {kept} (lower --lr or set --clip)",
                     if ce_v.is_nan() || loss_v.is_nan() { "NaN" } else { "infinite" },
@@ -677,7 +595,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             run.state.epoch_loss_count += 1;
             run.state.epoch_tokens += ntok;
             run.state.epoch_train_s += dt;
-            run.state.elapsed_s = elapsed(&t0);
+            run.state.elapsed_s = clock.elapsed_s();
             w_loss += ce_v;
             w_n += 1;
             w_tokens += ntok;
@@ -685,20 +603,20 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             w_gn += gn.unwrap_or(0.0);
             progress.inc(1);
             let stepn = run.state.step;
-            if a.log_every > 0 && (stepn % a.log_every == 0 || stepn == total) {
+            if a.log.log_every > 0 && (stepn % a.log.log_every == 0 || stepn == total) {
                 run.metrics.emit(Event::LmStep {
                     epoch,
                     step: stepn,
                     train_loss: w_loss / w_n as f64,
                     lr: *lrs.last().expect("groups"),
                     mom,
-                    grad_norm: s.clip.map(|_| w_gn / w_n as f64),
+                    grad_norm: s.optim.clip.map(|_| w_gn / w_n as f64),
                     tokens_per_s: w_tokens as f64 / w_time.max(1e-9),
                     elapsed_s: run.state.elapsed_s,
                 })?;
                 (w_loss, w_n, w_tokens, w_time, w_gn) = (0.0, 0, 0, 0.0, 0.0);
             }
-            if runtime::stop_requested() || a.stop_after == Some(stepn) {
+            if runtime::stop_requested() || a.log.stop_after == Some(stepn) {
                 progress.finish();
                 let hid = (run.state.batch as usize) < n_batches;
                 if !hid {
@@ -710,8 +628,8 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
                 note(quiet, format!("interrupted at step {stepn}; checkpoint saved in {} (continue with --resume)", out.display()));
                 return Err(Interrupted.into());
             }
-            if a.save_every > 0
-                && stepn % a.save_every == 0
+            if a.log.save_every > 0
+                && stepn % a.log.save_every == 0
                 && stepn < total
                 && (run.state.batch as usize) < n_batches
             {
@@ -729,7 +647,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             }
             None => (None, None),
         };
-        run.state.elapsed_s = elapsed(&t0);
+        run.state.elapsed_s = clock.elapsed_s();
         run.metrics.emit(Event::LmEpoch {
             epoch,
             step: run.state.step,
@@ -752,15 +670,7 @@ pub fn run(a: TrainArgs, common: &CommonArgs) -> Result<i32> {
             run.save(hidden.as_ref())?;
         }
     }
-    progress.finish();
-    note(
-        quiet,
-        format!(
-            "{} steps done; checkpoint in {}",
-            run.state.step,
-            out.display()
-        ),
-    );
+    session::finish(TOOL, quiet, &mut progress, run.state.step, &out);
     Ok(0)
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use lm_train::args::{parse_bytes, BatchSize, PrecisionArg};
+use lm_train::args::{parse_bytes, reword, BatchSize, OptimArgs, RunArgs};
 use shared::cli::{CommonArgs, EXIT_CODES_HELP};
 
 use crate::schedule::ScheduleKind;
@@ -55,7 +55,9 @@ A one-line summary goes to stderr; a text chart too when stderr is a terminal.
     version,
     about = "Leslie Smith's learning-rate range test as fastai's lr_find, with its suggestions",
     after_help = format!("{AFTER_HELP}{EXIT_CODES_HELP}"),
-    args_override_self = true
+    args_override_self = true,
+    // lm-train's flag groups, with lr-find's own help where it words them differently.
+    mut_args(|a| reword(a, crate::TOOL))
 )]
 pub struct Args {
     /// Shard set directory (from numericalize).
@@ -163,36 +165,11 @@ pub struct Args {
     /// Adam β1 (fastai's lr_find keeps the optimiser's default momentum, 0.9).
     #[arg(long, default_value_t = 0.9)]
     pub mom: f64,
-    /// Adam β2 (fastai's sqr_mom).
-    #[arg(long, default_value_t = 0.99)]
-    pub sqr_mom: f64,
-    /// Adam epsilon.
-    #[arg(long, default_value_t = 1e-5)]
-    pub eps: f64,
-    /// Decoupled weight decay.
-    #[arg(long, default_value_t = 0.01)]
-    pub wd: f64,
-    /// Clip the global gradient norm (off by default, as fastai's text learners).
-    #[arg(long, value_name = "NORM")]
-    pub clip: Option<f64>,
-    /// Activation regularisation (AR; a classifier's on its sentence encoder output, as
-    /// clf-train).
-    #[arg(long, default_value_t = 2.0)]
-    pub alpha: f64,
-    /// Temporal activation regularisation (TAR).
-    #[arg(long, default_value_t = 1.0)]
-    pub beta: f64,
+    #[command(flatten)]
+    pub optim: OptimArgs,
 
-    /// Compute precision (weights and optimizer state stay fp32).
-    #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
-    pub precision: PrecisionArg,
-    /// auto (CUDA when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    #[arg(long, default_value = "train", value_name = "NAME")]
-    pub train_split: String,
-    #[arg(long, default_value = "valid", value_name = "NAME")]
-    pub valid_split: String,
+    #[command(flatten)]
+    pub run: RunArgs,
 
     /// Fail every forward/backward with more than N streams (or documents) as if out of
     /// memory: for tests of the back-off.

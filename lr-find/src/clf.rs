@@ -16,14 +16,14 @@ use clf_train::data::{self, Targets};
 use clf_train::micro::train_step_micro;
 use clf_train::model::ClfModel;
 use clf_train::optim::ClfOpt;
-use clf_train::train::{loss, StepHyper};
+use clf_train::train::loss;
 use lm_train::config::Precision;
 use lm_train::memory::{self, StepFailure};
 use lm_train::train::step_seed;
 use shared::shards::Split;
 use tch::Device;
 
-use crate::finder::RangeTestModel;
+use crate::finder::{Hyper, RangeTestModel};
 
 /// Parses `--unfreeze-stage`: `N` (layer groups trained, counted from the head) or `all`.
 pub fn parse_stage(spec: &str, n_groups: usize) -> Result<usize> {
@@ -42,25 +42,13 @@ pub fn parse_stage(spec: &str, n_groups: usize) -> Result<usize> {
     Ok(n)
 }
 
-/// Optimiser and regularisation settings of the test's steps (as clf-train's flags).
-#[derive(Debug, Clone)]
-pub struct ClfHyper {
-    pub mom: f64,
-    pub sqr_mom: f64,
-    pub eps: f64,
-    pub wd: f64,
-    pub alpha: f64,
-    pub beta: f64,
-    pub clip: Option<f64>,
-}
-
 /// What every repeat shares: the checkpoint (read once), the unfreeze stage, the batch size,
 /// the hyper-parameters.
 pub struct ClfSetup {
     pub ckpt: ClfCheckpoint,
     /// Layer groups trained, counted from the head.
     pub trainable: usize,
-    pub hyper: ClfHyper,
+    pub hyper: Hyper,
     /// Documents per optimizer step.
     pub bs: usize,
     /// Documents per forward/backward: `bs` until an out-of-memory error halves it (kept for
@@ -187,13 +175,7 @@ impl RangeTestModel for ClfRangeTest<'_> {
             .collect();
         let y = self.targets.batch(b).to_device(s.device);
         self.lrs.fill(lr);
-        let hp = StepHyper {
-            lrs: &self.lrs,
-            mom: s.hyper.mom,
-            alpha: s.hyper.alpha,
-            beta: s.hyper.beta,
-            clip: s.hyper.clip,
-        };
+        let hp = s.hyper.step(&self.lrs);
         // An allocation failure leaves the weights as they were: halve the micro-batch and
         // run the same step again (lm-train's back-off, with gradient accumulation).
         let n = docs.len();

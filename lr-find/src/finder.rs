@@ -4,11 +4,45 @@
 //! chosen unfreeze stage implements the same two methods.
 
 use anyhow::Result;
+use lm_train::args::OptimArgs;
+use lm_train::step::StepHyper;
 use serde::Serialize;
 
 use crate::schedule::{Schedule, SmoothLoss, StopReason, StopRule};
 
 /// What the range test needs from a model and its data.
+/// Optimiser and regularisation settings of the test's steps, language model or classifier
+/// (the flags lm-train and clf-train share).
+#[derive(Debug, Clone)]
+pub struct Hyper {
+    pub mom: f64,
+    pub sqr_mom: f64,
+    pub eps: f64,
+    pub wd: f64,
+    pub alpha: f64,
+    pub beta: f64,
+    pub clip: Option<f64>,
+}
+
+impl Hyper {
+    pub fn new(mom: f64, o: &OptimArgs) -> Self {
+        Hyper {
+            mom,
+            sqr_mom: o.sqr_mom,
+            eps: o.eps,
+            wd: o.wd,
+            alpha: o.alpha,
+            beta: o.beta,
+            clip: o.clip,
+        }
+    }
+
+    /// One step's hyper-parameters at the learning rates `lrs`.
+    pub fn step<'a>(&self, lrs: &'a [f64]) -> StepHyper<'a> {
+        StepHyper::new(lrs, self.mom, self.alpha, self.beta, self.clip)
+    }
+}
+
 pub trait RangeTestModel {
     /// One optimiser step at learning rate `lr` (every trainable layer group) on the next
     /// training batch, cycling the data when it runs out. Returns that batch's training loss

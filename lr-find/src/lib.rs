@@ -41,10 +41,10 @@ use shared::shards::{ShardSet, Split};
 pub use args::Args;
 
 use crate::chart::{fmt_lr, ChartData};
-use crate::clf::{ClfHyper, ClfRangeTest, ClfSetup, ClfValid};
+use crate::clf::{ClfRangeTest, ClfSetup, ClfValid};
 use crate::finder::RangeTestModel;
-use crate::finder::{range_test, Curve, LossSource, TestSettings};
-use crate::lm::{LmHyper, LmRangeTest, LmSetup};
+use crate::finder::{range_test, Curve, Hyper, LossSource, TestSettings};
+use crate::lm::{LmRangeTest, LmSetup};
 use crate::records::{ClfStart, Event, Output, SuggestionDetail};
 use crate::schedule::{Schedule, ScheduleKind};
 use crate::stats::Spread;
@@ -58,10 +58,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    match shared::cli::parse_from::<Args, _, _>(argv)? {
-        Some(args) => run(args),
-        None => Ok(0), // --help / --version
-    }
+    lm_train::parse_and_run(argv, run)
 }
 
 fn note(quiet: bool, msg: impl std::fmt::Display) {
@@ -126,17 +123,7 @@ fn model_config(a: &Args, vocab_size: i64, init: Option<&Checkpoint>) -> Result<
             (c.input_p, c.weight_p, c.embed_p, c.hidden_p, c.output_p) =
                 (d.input_p, d.weight_p, d.embed_p, d.hidden_p, d.output_p);
         }
-        None => {
-            if let Some(x) = a.emb_sz {
-                c.emb_sz = x;
-            }
-            if let Some(x) = a.n_hid {
-                c.n_hid = x;
-            }
-            if let Some(x) = a.n_layers {
-                c.n_layers = x;
-            }
-        }
+        None => c.set_sizes(a.emb_sz, a.n_hid, a.n_layers),
     }
     c.validate()?;
     Ok(c)
@@ -242,51 +229,33 @@ fn prepare_lm(
     };
     let cfg = model_config(a, set.vocab.len() as i64, init.as_ref())?;
 
-    let train = set.split(&a.train_split)?;
+    let train = set.split(&a.run.train_split)?;
     let need = bs * bptt + 1;
     if train.n_tokens() < need {
         bail!(
             "split {:?} has {} tokens, too few for --bs {} × --bptt {} (needs at least {need}); lower --bs or --bptt",
-            a.train_split,
+            a.run.train_split,
             train.n_tokens(),
             bs,
             bptt
         );
     }
-    let valid = if a.valid_loss {
-        if !set.has_split(&a.valid_split) {
-            bail!(
-                "{}: no split {:?}, needed by --valid-loss (name another with --valid-split)",
-                a.shards.display(),
-                a.valid_split
-            );
-        }
-        let v = set.split(&a.valid_split)?;
+    let valid = valid_loss_split(a, set)?;
+    if let Some(v) = &valid {
         if v.n_tokens() < bptt + 1 {
             bail!(
                 "split {:?} has {} tokens, too few to validate with --bptt {}",
-                a.valid_split,
+                a.run.valid_split,
                 v.n_tokens(),
                 bptt
             );
         }
-        Some(v)
-    } else {
-        None
-    };
+    }
     let setup = LmSetup {
         cfg,
         init,
         freeze: a.freeze,
-        hyper: LmHyper {
-            mom: a.mom,
-            sqr_mom: a.sqr_mom,
-            eps: a.eps,
-            wd: a.wd,
-            alpha: a.alpha,
-            beta: a.beta,
-            clip: a.clip,
-        },
+        hyper: Hyper::new(a.mom, &a.optim),
         bs,
         micro: std::cell::Cell::new(micro),
         mem_budget: a.mem_budget,
@@ -300,6 +269,22 @@ fn prepare_lm(
         train,
         valid,
     })
+}
+
+/// The validation split `--valid-loss` needs (none without it).
+fn valid_loss_split(a: &Args, set: &ShardSet) -> Result<Option<Split>> {
+    if !a.valid_loss {
+        return Ok(None);
+    }
+    if !set.has_split(&a.run.valid_split) {
+        bail!(
+            "{}: no split {:?}, needed by --valid-loss (name another with --valid-split)",
+            a.shards.display(),
+            a.run.valid_split
+        );
+    }
+    let v = set.split(&a.run.valid_split)?;
+    Ok(Some(v))
 }
 
 /// Reads the classifier checkpoint (only read) and the data its test needs: the shards must
@@ -332,31 +317,23 @@ fn prepare_clf(
         bail!("--bs must be at least 2 (BatchNorm in the head needs batch statistics)");
     }
     let labels = ck.config.labels.clone();
-    let train = set.split(&a.train_split)?;
+    let train = set.split(&a.run.train_split)?;
     let train_t = clf_train::data::targets(&a.shards, &train, &labels)?;
     if train.docs() < bs {
         bail!(
             "{}: the training split {:?} has {} documents, fewer than --bs {} (the last partial batch is dropped, as fastai does); lower --bs",
             a.shards.display(),
-            a.train_split,
+            a.run.train_split,
             train.docs(),
             bs
         );
     }
-    let valid = if a.valid_loss {
-        if !set.has_split(&a.valid_split) {
-            bail!(
-                "{}: no split {:?}, needed by --valid-loss (name another with --valid-split)",
-                a.shards.display(),
-                a.valid_split
-            );
-        }
-        let v = set.split(&a.valid_split)?;
+    let valid = if let Some(v) = valid_loss_split(a, set)? {
         if v.docs() == 0 {
             bail!(
                 "{}: the validation split {:?} is empty",
                 a.shards.display(),
-                a.valid_split
+                a.run.valid_split
             );
         }
         let t = clf_train::data::targets(&a.shards, &v, &labels)?;
@@ -367,15 +344,7 @@ fn prepare_clf(
     let setup = ClfSetup {
         ckpt: ck,
         trainable,
-        hyper: ClfHyper {
-            mom: a.mom,
-            sqr_mom: a.sqr_mom,
-            eps: a.eps,
-            wd: a.wd,
-            alpha: a.alpha,
-            beta: a.beta,
-            clip: a.clip,
-        },
+        hyper: Hyper::new(a.mom, &a.optim),
         bs,
         micro: std::cell::Cell::new(bs),
         precision,
@@ -439,7 +408,7 @@ pub fn run(a: Args) -> Result<i32> {
     }
     runtime::simulate_oom_above(a.simulate_oom_above);
     let threads = runtime::init_threads(a.common.threads);
-    let device = runtime::parse_device(&a.device)?;
+    let device = runtime::parse_device(&a.run.device)?;
     // Outputs are created now, so a bad path fails before the work.
     let plot = match &a.plot {
         Some(p) => Some((
@@ -451,7 +420,7 @@ pub fn run(a: Args) -> Result<i32> {
     let mut out = Output::open(a.output.as_deref(), a.force)?;
 
     let set = ShardSet::open(&a.shards)?;
-    let precision = resolve_precision(a.precision, device);
+    let precision = resolve_precision(a.run.precision, device);
     let prep = match &a.ckpt {
         Some(p) => Prepared::Clf(prepare_clf(&a, &set, p, precision, device)?),
         None => Prepared::Lm(prepare_lm(&a, &set, precision, device)?),

@@ -16,23 +16,11 @@ use lm_train::data::{shuffle_seed, LmBatches};
 use lm_train::memory::{self, StepFailure};
 use lm_train::model::{Hidden, LanguageModel};
 use lm_train::optim::AdamW;
-use lm_train::train::{auto_micro_bs, evaluate, step_seed, train_step_micro, StepHyper};
+use lm_train::train::{auto_micro_bs, evaluate, step_seed, train_step_micro};
 use shared::shards::Split;
 use tch::Device;
 
-use crate::finder::RangeTestModel;
-
-/// Optimiser and regularisation settings of the test's steps.
-#[derive(Debug, Clone)]
-pub struct LmHyper {
-    pub mom: f64,
-    pub sqr_mom: f64,
-    pub eps: f64,
-    pub wd: f64,
-    pub alpha: f64,
-    pub beta: f64,
-    pub clip: Option<f64>,
-}
+use crate::finder::{Hyper, RangeTestModel};
 
 /// What every repeat shares: the model config, the starting weights (read once), the data
 /// geometry and the hyper-parameters.
@@ -41,7 +29,7 @@ pub struct LmSetup {
     /// Weights to start from (`--init`, possibly remapped in memory); None: from scratch.
     pub init: Option<Checkpoint>,
     pub freeze: bool,
-    pub hyper: LmHyper,
+    pub hyper: Hyper,
     /// Streams per optimizer step (--effective-bs, else --bs).
     pub bs: usize,
     /// Streams per forward/backward: --bs when it is below --effective-bs; None with
@@ -98,16 +86,8 @@ impl<'a> LmRangeTest<'a> {
             ck.load_into(&model)?;
         }
         let n_groups = model.n_groups();
-        let named = model
-            .named_params()
-            .into_iter()
-            .map(|(n, t)| {
-                let g = model.group_of(&n);
-                (n, t, g)
-            })
-            .collect();
         let h = &setup.hyper;
-        let mut opt = AdamW::new(named, n_groups, h.sqr_mom, h.eps, h.wd);
+        let mut opt = AdamW::new(model.grouped_params(), n_groups, h.sqr_mom, h.eps, h.wd);
         if setup.freeze {
             opt.set_trainable(|g| g + 1 == n_groups);
         }
@@ -188,13 +168,7 @@ impl RangeTestModel for LmRangeTest<'_> {
                 .zero_hidden(s.bs as i64, s.device, s.precision.kind()),
         };
         self.lrs.fill(lr);
-        let hp = StepHyper {
-            lrs: &self.lrs,
-            mom: s.hyper.mom,
-            alpha: s.hyper.alpha,
-            beta: s.hyper.beta,
-            clip: s.hyper.clip,
-        };
+        let hp = s.hyper.step(&self.lrs);
         // An allocation failure leaves the weights as they were: halve the micro-batch and
         // run the same step again (lm-train's back-off).
         let mut micro = s.micro_bs();
