@@ -133,8 +133,8 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PrecisionArg {
-    /// bf16 on CPUs with native bf16 (AVX512-BF16/AMX) for LSTMs of hidden size ≥ 512; fp32
-    /// otherwise and on CUDA.
+    /// bf16 where the device computes it natively (CPUs with AVX512-BF16/AMX, CUDA GPUs of
+    /// compute capability ≥ 8.0) for LSTMs of hidden size ≥ 512; fp32 otherwise.
     Auto,
     Fp32,
     Bf16,
