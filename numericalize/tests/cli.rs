@@ -129,12 +129,11 @@ fn a_failing_metrics_file_leaves_no_shards() {
             .arg(&out)
             .output()
             .unwrap();
-        let e = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{e}");
-        assert_eq!(e.lines().count(), 1, "{e}");
-        assert!(
-            e.contains("/dev/full") && e.contains("No space left"),
-            "{e}"
+        testkit::assert_error(
+            "--metrics /dev/full",
+            &o,
+            "numericalize",
+            &["/dev/full", "No space left"],
         );
         assert!(!out.exists(), "the shard set was published");
         assert_eq!(

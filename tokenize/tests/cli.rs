@@ -118,12 +118,11 @@ fn a_failing_metrics_file_leaves_no_output() {
         .arg(&out)
         .output()
         .unwrap();
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{e}");
-    assert_eq!(e.lines().count(), 1, "{e}");
-    assert!(
-        e.contains("/dev/full") && e.contains("No space left"),
-        "{e}"
+    testkit::assert_error(
+        "--metrics /dev/full",
+        &o,
+        "tokenize",
+        &["/dev/full", "No space left"],
     );
     assert!(!out.exists(), "the output was published");
     assert_eq!(
