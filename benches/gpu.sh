@@ -23,11 +23,24 @@ DEVICE=${DEVICE:-cuda}
 CLF_EPOCHS=${CLF_EPOCHS:-1}
 OUT=${OUT:-bench-out/gpu}
 
+# rows DIR KIND JQ: one table row per DIR/KIND_<precision>.jsonl, from the jq program JQ, which
+# gets $p (the precision), $peak (peak GPU MiB above idle) and $wall (seconds).
+rows() {
+  local dir=$1 kind=$2 prog=$3 idle f p peak
+  idle=$(cat "$dir/idle_mib")
+  for f in "$dir/${kind}"_*.jsonl; do
+    [ -s "$f" ] || continue
+    p=${f##*/"${kind}"_}; p=${p%.jsonl}
+    peak=$(sort -n "$dir/mem_${kind}_$p.txt" | tail -1)
+    jq -rs --arg p "$p" --argjson peak "$((peak - idle))" --arg wall "$(cat "$dir/wall_${kind}_$p")" "$prog" "$f"
+  done
+}
+
 report() {
   local dir=$1
   command -v jq >/dev/null || { echo "gpu.sh: the report needs jq" >&2; exit 2; }
-  local steps idle
-  steps=$(cat "$dir/steps"); idle=$(cat "$dir/idle_mib")
+  local steps
+  steps=$(cat "$dir/steps")
   echo "# benches/gpu.sh on $(cat "$dir/date") — $(cat "$dir/gpu")"
   echo
   echo "Standard config on $(cat "$dir/source") (vocab $(jq -r .vocab_size "$dir/shards.manifest.json")), $steps steps,"
@@ -36,16 +49,11 @@ report() {
   echo
   echo "| precision | tokens/s (steps 21..$steps) | peak GPU MiB | loss at step 10 | 100 | 200 | last | wall s |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-  for f in "$dir"/lm_*.jsonl; do
-    [ -s "$f" ] || continue
-    local p=${f##*/lm_}; p=${p%.jsonl}
-    local peak; peak=$(sort -n "$dir/mem_lm_$p.txt" | tail -1)
-    jq -rs --arg p "$p" --argjson peak "$((peak - idle))" --arg wall "$(cat "$dir/wall_lm_$p")" '
+  rows "$dir" lm '
       [.[] | select(.type == "lm_step")] as $s
       | ([$s[] | select(.step > 20) | .tokens_per_s]) as $t
       | def loss(n): ([$s[] | select(.step == n) | .train_loss][0] // null | if . == null then "–" else (. * 1000 | round / 1000 | tostring) end);
-        "| \($p) | \(if ($t | length) > 0 then ($t | length) / ($t | map(1 / .) | add) | round else "–" end) | \($peak) | \(loss(10)) | \(loss(100)) | \(loss(200)) | \($s[-1].train_loss * 1000 | round / 1000) | \($wall) |"' "$f"
-  done
+        "| \($p) | \(if ($t | length) > 0 then ($t | length) / ($t | map(1 / .) | add) | round else "–" end) | \($peak) | \(loss(10)) | \(loss(100)) | \(loss(200)) | \($s[-1].train_loss * 1000 | round / 1000) | \($wall) |"'
   echo
   if [ -s "$dir/auto.jsonl" ]; then
     echo "\`--bs auto --effective-bs 512\` (bf16):"
@@ -58,14 +66,9 @@ report() {
     echo
     echo "| precision | valid accuracy | valid loss | peak GPU MiB | wall s |"
     echo "|---|---:|---:|---:|---:|"
-    for f in "$dir"/clf_*.jsonl; do
-      [ -s "$f" ] || continue
-      local p=${f##*/clf_}; p=${p%.jsonl}
-      local peak; peak=$(sort -n "$dir/mem_clf_$p.txt" | tail -1)
-      jq -rs --arg p "$p" --argjson peak "$((peak - idle))" --arg wall "$(cat "$dir/wall_clf_$p")" '
-        [.[] | select(.type == "clf_epoch")][-1] as $e
-        | "| \($p) | \($e.accuracy * 1000 | round / 1000) | \($e.valid_loss * 1000 | round / 1000) | \($peak) | \($wall) |"' "$f"
-    done
+    rows "$dir" clf '
+      [.[] | select(.type == "clf_epoch")][-1] as $e
+      | "| \($p) | \($e.accuracy * 1000 | round / 1000) | \($e.valid_loss * 1000 | round / 1000) | \($peak) | \($wall) |"'
     echo
   fi
   echo "Loss curves (every 10 steps): $dir/lm_<precision>.jsonl (lm_step records)."
