@@ -301,6 +301,41 @@ pub fn assert_error(what: &str, o: &Output, tool: &str, needles: &[&str]) -> Str
     e
 }
 
+/// Runs `cmd` (a tool reading `input`, which lies alone in its directory) with `--metrics
+/// /dev/full -o out`: a summary that cannot be written must fail the run before its output is
+/// published (exit 2, one line naming /dev/full, no output, no temporary files left). Skips
+/// (returns false) where there is no /dev/full.
+pub fn check_metrics_failure_publishes_nothing(
+    tool: &str,
+    mut cmd: std::process::Command,
+    input: &Path,
+    out: &Path,
+) -> bool {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full");
+        return false;
+    }
+    let o = cmd
+        .args(["-q", "--metrics", "/dev/full", "-o"])
+        .arg(out)
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+    assert_error(
+        "--metrics /dev/full",
+        &o,
+        tool,
+        &["/dev/full", "No space left"],
+    );
+    assert!(!out.exists(), "{tool}: {} was published", out.display());
+    let dir = input.parent().expect("input in a directory");
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(left, [input.to_path_buf()], "{tool}: temporary files left");
+    true
+}
+
 // ---------------------------------------------------------------------------------------------
 // Metrics (JSON lines) and files.
 
