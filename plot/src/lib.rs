@@ -166,10 +166,13 @@ pub struct Curve {
     pub pts: Vec<(f64, f64)>,
 }
 
+/// One record type's points: the order the type was first seen, and (repeat, x, y) per record.
+type TypePoints = (usize, Vec<(Option<i64>, f64, f64)>);
+
 /// The curves of `field` in a run: from the record type with the most points (ties: the
 /// first type seen), split by lr-find's `repeat`.
 fn curves_of(run: &Run, idx: usize, field: &str, x: &str, types: &[String]) -> Vec<Curve> {
-    let mut by_type: BTreeMap<String, (usize, Vec<(Option<i64>, f64, f64)>)> = BTreeMap::new();
+    let mut by_type: BTreeMap<String, TypePoints> = BTreeMap::new();
     let mut order = 0usize;
     for r in &run.records {
         let ty = r
