@@ -181,7 +181,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
         mapping => run_spooled(a, output, &parent, mapping, inputs, &mut progress, settings)?,
     };
     let Outcome {
-        manifest: sealed,
+        sealed,
         n_docs,
         n_tokens,
         unk_tokens,
@@ -228,7 +228,7 @@ pub fn run(a: &BuildArgs, common: &CommonArgs) -> Result<()> {
 
 /// What a run produced (not yet published), for the summary.
 struct Outcome {
-    manifest: SealedShards,
+    sealed: SealedShards,
     n_docs: usize,
     n_tokens: u64,
     unk_tokens: u64,
@@ -397,9 +397,9 @@ fn run_direct(
         vals.extend(fields.cols.iter().map(|c| c.get(doc)));
         writer.push_fields(&split_names[s as usize], &vals)?;
     }
-    let manifest = writer.seal(settings, fingerprint.finalize().to_hex().to_string())?;
+    let sealed = writer.seal(settings, fingerprint.finalize().to_hex().to_string())?;
     Ok(Outcome {
-        manifest,
+        sealed,
         n_docs: split_of.len(),
         n_tokens,
         unk_tokens: unk,
@@ -592,9 +592,9 @@ fn run_spooled(
     for s in &split_names {
         counts.entry(s.clone()).or_default();
     }
-    let manifest = writer.seal(settings, fingerprint.finalize().to_hex().to_string())?;
+    let sealed = writer.seal(settings, fingerprint.finalize().to_hex().to_string())?;
     Ok(Outcome {
-        manifest,
+        sealed,
         n_docs,
         n_tokens,
         unk_tokens,

@@ -42,6 +42,25 @@ fn owned(doc: stream::TokenDoc<'_>) -> stream::TokenDoc<'static> {
     }
 }
 
+/// Line `n` of `name` as text: invalid UTF-8 is an error naming the line (or, with `lossy`,
+/// replaced); a NUL byte is always an error.
+fn line_text<'a>(name: &str, n: u64, line: &'a [u8], lossy: bool) -> Result<Cow<'a, str>> {
+    match stream::check_text(line) {
+        Ok(s) => Ok(Cow::Borrowed(s)),
+        Err(msg) if lossy && !msg.starts_with("NUL") => {
+            Ok(Cow::Owned(String::from_utf8_lossy(line).into_owned()))
+        }
+        Err(msg) => bail!(
+            "{name}: line {n}: {msg}{}",
+            if lossy {
+                ""
+            } else {
+                " (use --lossy to replace invalid UTF-8)"
+            }
+        ),
+    }
+}
+
 fn parse_line<'a>(
     name: &str,
     n: u64,
@@ -49,23 +68,7 @@ fn parse_line<'a>(
     format: StreamFormat,
     lossy: bool,
 ) -> Result<Option<Doc<'a>>> {
-    let text: Cow<'a, str> = match stream::check_text(line) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(msg) => {
-            if lossy && !msg.starts_with("NUL") {
-                Cow::Owned(String::from_utf8_lossy(line).into_owned())
-            } else {
-                bail!(
-                    "{name}: line {n}: {msg}{}",
-                    if lossy {
-                        ""
-                    } else {
-                        " (use --lossy to replace invalid UTF-8)"
-                    }
-                );
-            }
-        }
-    };
+    let text = line_text(name, n, line, lossy)?;
     let doc = match format {
         StreamFormat::Jsonl => {
             if text.trim().is_empty() {
@@ -188,23 +191,7 @@ fn encode_line<const WIDE: bool>(
     lossy: bool,
     sink: &mut VocabSink<'_, WIDE>,
 ) -> Result<Option<EncodedDoc>> {
-    let text: Cow<'_, str> = match stream::check_text(line) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(msg) => {
-            if lossy && !msg.starts_with("NUL") {
-                Cow::Owned(String::from_utf8_lossy(line).into_owned())
-            } else {
-                bail!(
-                    "{name}: line {n}: {msg}{}",
-                    if lossy {
-                        ""
-                    } else {
-                        " (use --lossy to replace invalid UTF-8)"
-                    }
-                );
-            }
-        }
-    };
+    let text = line_text(name, n, line, lossy)?;
     sink.line_start = sink.out.len();
     sink.line_misses = 0;
     let fields = match format {

@@ -162,9 +162,14 @@ pub fn write_doc_line(
     n as u64
 }
 
-/// Tokenizes one batch in parallel; returns the JSON lines in input order, as pieces
-/// to be written one after the other, and the token count.
-pub fn tokenize_batch_parts(tok: &fastai::Tokenizer, docs: &[RawDoc]) -> (Vec<Vec<u8>>, u64) {
+/// Runs `line` (which appends one document's JSON line and returns its token count) over a
+/// batch in parallel, `DOCS_PER_CHUNK` documents per work item with each worker's scratch
+/// space; returns the lines in input order, as pieces to be written one after the other, and
+/// the token count.
+fn par_lines<E: Send>(
+    docs: &[RawDoc],
+    line: impl Fn(&mut fastai::Scratch, &RawDoc, &mut Vec<u8>) -> Result<u64, E> + Sync,
+) -> Result<(Vec<Vec<u8>>, u64), E> {
     let parts: Vec<(Vec<u8>, u64)> = docs
         .par_chunks(DOCS_PER_CHUNK)
         .map(|chunk| {
@@ -173,16 +178,25 @@ pub fn tokenize_batch_parts(tok: &fastai::Tokenizer, docs: &[RawDoc]) -> (Vec<Ve
                 // The JSON is about 1.7x the text (quotes and commas); one growth at most.
                 let text: usize = chunk.iter().map(|d| d.text.len()).sum();
                 let mut buf = Vec::with_capacity(text * 2 + 64 * chunk.len());
-                let n = chunk
-                    .iter()
-                    .map(|d| write_doc_line(tok, sc, d, &mut buf))
-                    .sum();
-                (buf, n)
+                let mut n = 0;
+                for d in chunk {
+                    n += line(sc, d, &mut buf)?;
+                }
+                Ok((buf, n))
             })
         })
-        .collect();
+        .collect::<Result<_, E>>()?;
     let n = parts.iter().map(|p| p.1).sum();
-    (parts.into_iter().map(|p| p.0).collect(), n)
+    Ok((parts.into_iter().map(|p| p.0).collect(), n))
+}
+
+/// Tokenizes one batch in parallel; returns the JSON lines in input order, as pieces
+/// to be written one after the other, and the token count.
+pub fn tokenize_batch_parts(tok: &fastai::Tokenizer, docs: &[RawDoc]) -> (Vec<Vec<u8>>, u64) {
+    let Ok(r) = par_lines(docs, |sc, d, buf| {
+        Ok::<_, std::convert::Infallible>(write_doc_line(tok, sc, d, buf))
+    });
+    r
 }
 
 /// Tokenizes one batch in parallel; returns the JSON lines in input order and the token count.
@@ -282,26 +296,7 @@ impl Pipeline {
 
     /// Tokenizes one batch in parallel; the JSON lines in input order and the token count.
     pub fn batch_parts(&self, docs: &[RawDoc]) -> Result<(Vec<Vec<u8>>, u64)> {
-        if self.lang == Lang::En && self.subword.is_none() {
-            return Ok(tokenize_batch_parts(&self.tok, docs));
-        }
-        let parts: Vec<(Vec<u8>, u64)> = docs
-            .par_chunks(DOCS_PER_CHUNK)
-            .map(|chunk| {
-                SCRATCH.with(|sc| {
-                    let sc = &mut sc.borrow_mut();
-                    let text: usize = chunk.iter().map(|d| d.text.len()).sum();
-                    let mut buf = Vec::with_capacity(text * 2 + 64 * chunk.len());
-                    let mut n = 0;
-                    for d in chunk {
-                        n += self.write_doc_line(sc, d, &mut buf)?;
-                    }
-                    Ok((buf, n))
-                })
-            })
-            .collect::<Result<_>>()?;
-        let n = parts.iter().map(|p| p.1).sum();
-        Ok((parts.into_iter().map(|p| p.0).collect(), n))
+        par_lines(docs, |sc, d, buf| self.write_doc_line(sc, d, buf))
     }
 }
 

@@ -222,18 +222,16 @@ impl ClassMasks {
     /// Starts of `\w` runs that follow a whitespace char or begin the text, in
     /// increasing order: where a regex `(?:\s|^)\w` can match its `\w`.
     pub fn word_starts_after_space(&self) -> impl Iterator<Item = usize> + '_ {
-        let n = self.len;
+        // A word byte right after a whitespace byte starts a word; bits past the text's end
+        // are clear (zero padding), so nothing past it comes out.
         (0..self.word.len() - 1).flat_map(move |k| {
-            let w = self.word[k];
-            let (pw, ps) = if k == 0 {
-                (0, 1) // byte -1 acts as a space: `^`
+            let prev_space = if k == 0 {
+                1 // byte -1 acts as a space: `^`
             } else {
-                (self.word[k - 1] >> 63, self.space[k - 1] >> 63)
+                self.space[k - 1] >> 63
             };
-            let starts = w & !(w << 1 | pw) & (self.space[k] << 1 | ps);
-            BitIter(starts)
-                .map(move |j| k * 64 + j)
-                .take_while(move |&i| i < n)
+            let starts = self.word[k] & (self.space[k] << 1 | prev_space);
+            BitIter(starts).map(move |j| k * 64 + j)
         })
     }
 }
